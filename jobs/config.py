@@ -1,0 +1,363 @@
+"""Typed job configuration: YAML in, frozen dataclasses out, validated before Spark starts.
+
+Every error names the file and the key path (``conf/jobs/churn.yaml: output.scored: ...``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ENGINES = ("auto", "embedded", "native")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODEL_URI = re.compile(r"^(models:/[^/@]+(@[\w-]+|/\d+)|runs:/[0-9a-zA-Z]+/.+|file:/.+|/.+)$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file and the key path."""
+
+
+class _Where:
+    """Tracks the file and key path so every error can say where it is."""
+
+    def __init__(self, source: str, path: str = "") -> None:
+        self.source, self.path = source, path
+
+    def __truediv__(self, key: str | int) -> "_Where":
+        if isinstance(key, int):
+            return _Where(self.source, f"{self.path}[{key}]")
+        return _Where(self.source, f"{self.path}.{key}" if self.path else key)
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.path or '<root>'}: {message}")
+
+
+def _mapping(raw: Any, where: _Where, allowed: set[str]) -> Mapping[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise where.error(f"expected a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise (where / unknown[0]).error(f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    return raw
+
+
+def _req(raw: Mapping[str, Any], key: str, where: _Where) -> Any:
+    if raw.get(key) in (None, ""):
+        raise (where / key).error("is required")
+    return raw[key]
+
+
+def _str(value: Any, where: _Where) -> str:
+    if not isinstance(value, str) or not value:
+        raise where.error(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _ident(value: Any, where: _Where) -> str:
+    value = _str(value, where)
+    if not _IDENT.match(value):
+        raise where.error(f"{value!r} is not a valid column name")
+    return value
+
+
+def _idents(value: Any, where: _Where) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise where.error(f"expected a list of column names, got {value!r}")
+    return tuple(_ident(v, where / i) for i, v in enumerate(value))
+
+
+def _number(value: Any, where: _Where) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise where.error(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(value: Any, where: _Where) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise where.error(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _table_path(value: Any, where: _Where) -> str:
+    """Local relative paths are made absolute against the working directory; URIs pass through."""
+    value = _str(value, where)
+    if "://" in value:
+        return value.rstrip("/")
+    return str(Path(value).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: str
+    partition_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    scored: str
+    quarantine: str
+    stats: str
+    runs: str
+    passthrough: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    uri: str
+    tracking_uri: str | None = None
+    features: tuple[str, ...] = ()  # empty: take them from the model signature
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One row rule. ``kind`` is not_null | range | allowed_values | expression."""
+
+    kind: str
+    name: str
+    column: str | None = None
+    min: float | None = None
+    max: float | None = None
+    values: tuple[Any, ...] = ()
+    expr: str | None = None
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """One preprocessing step. ``kind`` is cast | fill_null | clip | log1p."""
+
+    kind: str
+    column: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def param(self, key: str, default: Any = None) -> Any:
+        return dict(self.params).get(key, default)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    batch_size: int = 100_000
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str | None = None
+    app_name: str = "lakescore"
+    conf: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    source: str
+    engine: str
+    keys: tuple[str, ...]
+    input: InputConfig
+    output: OutputConfig
+    model: ModelConfig
+    rules: tuple[RuleConfig, ...] = ()
+    preprocessing: tuple[StepConfig, ...] = ()
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    @property
+    def config_hash(self) -> str:
+        """A stable hash of everything that changes what a run computes (not where it runs)."""
+        payload = asdict(self)
+        payload.pop("source")
+        payload.pop("spark")
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+RULE_KINDS = {
+    "not_null": {"column"},
+    "range": {"column", "min", "max"},
+    "allowed_values": {"column", "values"},
+    "expression": {"expr"},
+}
+STEP_KINDS = {
+    "cast": {"to"},
+    "fill_null": {"value"},
+    "clip": {"lower", "upper"},
+    "log1p": set(),
+}
+CAST_TYPES = ("double", "float", "long", "int", "string", "boolean", "date", "timestamp")
+
+
+def _rule(raw: Any, where: _Where) -> RuleConfig:
+    kind = _str(_mapping(raw, where, {"type", "name", *set().union(*RULE_KINDS.values())}).get("type"), where / "type")
+    if kind not in RULE_KINDS:
+        raise (where / "type").error(f"unknown rule type {kind!r} (known: {', '.join(RULE_KINDS)})")
+    raw = _mapping(raw, where, {"type", "name"} | RULE_KINDS[kind])
+    column = _ident(_req(raw, "column", where), where / "column") if "column" in RULE_KINDS[kind] else None
+    name = _ident(raw.get("name") or f"{kind}_{column}", where / "name")
+    if kind == "range":
+        lo = _number(raw["min"], where / "min") if raw.get("min") is not None else None
+        hi = _number(raw["max"], where / "max") if raw.get("max") is not None else None
+        if lo is None and hi is None:
+            raise where.error("a range rule needs min, max or both")
+        if lo is not None and hi is not None and lo > hi:
+            raise (where / "min").error(f"min {lo} is greater than max {hi}")
+        return RuleConfig(kind, name, column, min=lo, max=hi)
+    if kind == "allowed_values":
+        values = _req(raw, "values", where)
+        if not isinstance(values, list) or not values:
+            raise (where / "values").error("expected a non-empty list")
+        return RuleConfig(kind, name, column, values=tuple(values))
+    if kind == "expression":
+        return RuleConfig(kind, name, expr=_str(_req(raw, "expr", where), where / "expr"))
+    return RuleConfig(kind, name, column)
+
+
+def _step(raw: Any, where: _Where) -> StepConfig:
+    kind = _str(_mapping(raw, where, {"step", "column", *set().union(*STEP_KINDS.values())}).get("step"), where / "step")
+    if kind not in STEP_KINDS:
+        raise (where / "step").error(f"unknown step {kind!r} (known: {', '.join(STEP_KINDS)})")
+    raw = _mapping(raw, where, {"step", "column"} | STEP_KINDS[kind])
+    column = _ident(_req(raw, "column", where), where / "column")
+    params: dict[str, Any] = {}
+    if kind == "cast":
+        to = _str(_req(raw, "to", where), where / "to")
+        if to not in CAST_TYPES:
+            raise (where / "to").error(f"unknown type {to!r} (known: {', '.join(CAST_TYPES)})")
+        params["to"] = to
+    elif kind == "fill_null":
+        value = _req(raw, "value", where)
+        if not isinstance(value, (int, float, str, bool)):
+            raise (where / "value").error(f"expected a scalar, got {value!r}")
+        params["value"] = value
+    elif kind == "clip":
+        lo = _number(_req(raw, "lower", where), where / "lower")
+        hi = _number(_req(raw, "upper", where), where / "upper")
+        if lo > hi:
+            raise (where / "lower").error(f"lower {lo} is greater than upper {hi}")
+        params.update(lower=lo, upper=hi)
+    return StepConfig(kind, column, tuple(sorted(params.items())))
+
+
+def parse_config(raw: Any, source: str) -> JobConfig:
+    """Turn a parsed YAML document into a validated :class:`JobConfig`."""
+    root = _Where(source)
+    raw = _mapping(
+        raw,
+        root,
+        {"name", "engine", "keys", "input", "output", "model", "validation", "preprocessing", "scoring", "spark"},
+    )
+    engine = raw.get("engine", "auto")
+    if engine not in ENGINES:
+        raise (root / "engine").error(f"expected one of {', '.join(ENGINES)}, got {engine!r}")
+
+    w = root / "input"
+    r = _mapping(_req(raw, "input", root), w, {"path", "partition_by"})
+    inp = InputConfig(_table_path(_req(r, "path", w), w / "path"), _idents(r.get("partition_by"), w / "partition_by"))
+    if not inp.partition_by:
+        raise (w / "partition_by").error("the input must be partitioned (e.g. [ds]); LakeScore scores partitions")
+
+    w = root / "output"
+    r = _mapping(_req(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough"})
+    out = OutputConfig(
+        *(_table_path(_req(r, k, w), w / k) for k in ("scored", "quarantine", "stats", "runs")),
+        passthrough=_idents(r.get("passthrough"), w / "passthrough"),
+    )
+    paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs]
+    if len(set(paths)) != len(paths):
+        raise w.error("the input and the four output tables must all be different paths")
+
+    w = root / "model"
+    r = _mapping(_req(raw, "model", root), w, {"uri", "tracking_uri", "features"})
+    uri = _str(_req(r, "uri", w), w / "uri")
+    if not _MODEL_URI.match(uri):
+        raise (w / "uri").error(f"{uri!r} is not models:/name@alias, models:/name/version, runs:/id/path or a path")
+    tracking = r.get("tracking_uri")
+    model = ModelConfig(uri, _str(tracking, w / "tracking_uri") if tracking else None, _idents(r.get("features"), w / "features"))
+
+    w = root / "validation"
+    v = _mapping(raw.get("validation"), w, {"rules"})
+    rules_raw = v.get("rules") or []
+    if not isinstance(rules_raw, list):
+        raise (w / "rules").error("expected a list of rules")
+    rules = tuple(_rule(x, w / "rules" / i) for i, x in enumerate(rules_raw))
+    names = [x.name for x in rules]
+    if len(set(names)) != len(names):
+        raise (w / "rules").error(f"rule names must be unique: {names}")
+
+    steps_raw = raw.get("preprocessing") or []
+    if not isinstance(steps_raw, list):
+        raise (root / "preprocessing").error("expected a list of steps")
+    steps = tuple(_step(x, root / "preprocessing" / i) for i, x in enumerate(steps_raw))
+
+    w = root / "scoring"
+    s = _mapping(raw.get("scoring"), w, {"batch_size"})
+    scoring = ScoringConfig(_positive_int(s.get("batch_size", 100_000), w / "batch_size"))
+
+    w = root / "spark"
+    s = _mapping(raw.get("spark"), w, {"master", "app_name", "conf"})
+    conf = _mapping(s.get("conf"), w / "conf", set(s.get("conf") or {}))
+    spark = SparkConfig(
+        s.get("master"),
+        s.get("app_name") or f"lakescore-{raw.get('name', 'job')}",
+        tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items())),
+    )
+
+    keys = _idents(_req(raw, "keys", root), root / "keys")
+    if not keys:
+        raise (root / "keys").error("at least one key column is required")
+    return JobConfig(
+        name=_ident(_req(raw, "name", root), root / "name"),
+        source=source,
+        engine=engine,
+        keys=keys,
+        input=inp,
+        output=out,
+        model=model,
+        rules=rules,
+        preprocessing=steps,
+        scoring=scoring,
+        spark=spark,
+    )
+
+
+def _apply_override(raw: dict[str, Any], assignment: str, source: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: {key}: --set cannot descend into a non-mapping")
+    node[parts[-1]] = yaml.safe_load(value) if value else ""
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> JobConfig:
+    """Read ``path`` (YAML), apply ``key.path=value`` overrides, and validate.
+
+    Raises:
+        ConfigError: naming the file and key path of the first problem.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: <root>: expected a mapping")
+    for assignment in overrides:
+        _apply_override(raw, assignment, source)
+    return parse_config(raw, source)

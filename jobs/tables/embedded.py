@@ -1,0 +1,423 @@
+"""The embedded Delta engine: a Spark Python Data Source whose Delta protocol work is done by delta-rs.
+
+Reads plan one Spark partition per active data file of a snapshot and prune files by pushed-down
+partition filters. Writes run on the executors as Arrow batches, each task writing Parquet files
+and returning add-actions; the driver commits them as one Delta transaction (``commit``) or
+deletes them (``abort``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import operator
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    EqualNullSafe,
+    EqualTo,
+    Filter,
+    GreaterThan,
+    GreaterThanOrEqual,
+    In,
+    InputPartition,
+    IsNotNull,
+    IsNull,
+    LessThan,
+    LessThanOrEqual,
+    WriterCommitMessage,
+)
+from pyspark.sql.types import StructType
+
+FORMAT = "lakescore_delta"
+log = logging.getLogger("lakescore.delta")
+if not logging.getLogger("lakescore").handlers:
+    # Planning and commit run in Python workers the JVM starts, where nobody configured logging.
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("lakescore").addHandler(_handler)
+    logging.getLogger("lakescore").setLevel(logging.INFO)
+
+# Reader features whose meaning this reader cannot honor: refuse rather than return wrong rows.
+UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint", "vacuumProtocolCheck"}
+
+
+def _open(path: str, version: int | None = None):
+    from deltalake import DeltaTable
+
+    return DeltaTable(path, version=version) if version is not None else DeltaTable(path)
+
+
+def _arrow_schema(table) -> pa.Schema:
+    return pa.schema(table.schema().to_arrow())
+
+
+def _check_readable(table, path: str) -> None:
+    protocol = table.protocol()
+    features = set(protocol.reader_features or [])
+    blocked = sorted(features & UNSUPPORTED_READER_FEATURES)
+    if blocked:
+        raise ValueError(
+            f"Delta table {path} uses reader feature(s) {', '.join(blocked)} that the embedded engine "
+            "cannot read correctly; use the native engine (delta-spark) for this table"
+        )
+
+
+def partition_string(value: Any) -> str | None:
+    """The Delta log's string form of a partition value."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+_COMPARE = {
+    EqualTo: operator.eq,
+    GreaterThan: operator.gt,
+    GreaterThanOrEqual: operator.ge,
+    LessThan: operator.lt,
+    LessThanOrEqual: operator.le,
+}
+
+
+def _matches(flt: Filter, value: Any) -> bool:
+    if isinstance(flt, IsNull):
+        return value is None
+    if isinstance(flt, IsNotNull):
+        return value is not None
+    if isinstance(flt, EqualNullSafe):
+        return value == flt.value
+    if value is None:
+        return False
+    if isinstance(flt, In):
+        return value in flt.value
+    return _COMPARE[type(flt)](value, flt.value)
+
+
+_PRUNABLE = (EqualTo, EqualNullSafe, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual, In, IsNull, IsNotNull)
+
+
+@dataclass(frozen=True)
+class FileSlice(InputPartition):
+    path: str
+    partition_values: tuple[tuple[str, Any], ...]  # typed values, as delta-rs parses them
+
+    def __init__(self, path: str, partition_values: tuple[tuple[str, Any], ...]) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "partition_values", partition_values)
+        object.__setattr__(self, "value", path)
+
+
+class DeltaReader(DataSourceReader):
+    def __init__(self, path: str, version: int | None, schema: StructType, batch_size: int) -> None:
+        self.path, self.version, self.batch_size = path, version, batch_size
+        self.spark_schema = schema
+        self.partition_filters: list[Filter] = []
+
+    def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
+        partition_columns = set(_open(self.path, self.version).metadata().partition_columns)
+        for flt in filters:
+            if isinstance(flt, _PRUNABLE) and len(flt.attribute) == 1 and flt.attribute[0] in partition_columns:
+                self.partition_filters.append(flt)
+            else:
+                yield flt
+
+    def partitions(self) -> Sequence[InputPartition]:
+        table = _open(self.path, self.version)
+        _check_readable(table, self.path)
+        pcols = table.metadata().partition_columns
+        actions = pa.table(table.get_add_actions(flatten=False))
+        paths = actions.column("path").to_pylist()
+        typed_values = actions.column("partition").to_pylist() if pcols else [{}] * len(paths)
+        kept: list[FileSlice] = []
+        for path, typed in zip(paths, typed_values):
+            if all(_matches(f, typed[f.attribute[0]]) for f in self.partition_filters):
+                kept.append(FileSlice(path, tuple((c, typed[c]) for c in pcols)))
+        log.info(
+            "delta read %s v%s: %d of %d files planned (%d skipped by partition filters %s)",
+            self.path,
+            table.version(),
+            len(kept),
+            len(paths),
+            len(paths) - len(kept),
+            [repr(f) for f in self.partition_filters],
+        )
+        # Spark needs at least one partition to produce an (empty) result with the right schema.
+        return kept or [FileSlice("", ())]
+
+    def read(self, partition: FileSlice) -> Iterator[pa.RecordBatch]:
+        target = _target_schema(self.spark_schema)
+        if not partition.path:
+            return
+        file = pq.ParquetFile(_join(self.path, partition.path))
+        constants = dict(partition.partition_values)
+        for batch in file.iter_batches(batch_size=self.batch_size):
+            columns = []
+            for f in target:
+                if f.name in constants:
+                    columns.append(pa.array([constants[f.name]] * batch.num_rows, f.type))
+                elif f.name in batch.schema.names:
+                    columns.append(batch.column(f.name).cast(f.type))
+                else:  # a column added to the table after this file was written
+                    columns.append(pa.nulls(batch.num_rows, f.type))
+            yield pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def _target_schema(schema: StructType) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema, timezone="UTC")
+
+
+def _join(root: str, relative: str) -> str:
+    relative = unquote(relative)
+    if "://" in relative or relative.startswith("/"):
+        return relative
+    return f"{root.rstrip('/')}/{relative}"
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+@dataclass
+class WrittenFiles(WriterCommitMessage):
+    """What one write task produced: add-actions as plain dicts (picklable)."""
+
+    adds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _stat_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:  # NaN has no order: leave the stat out
+        return None
+    if hasattr(value, "is_finite"):  # Decimal
+        return str(value)
+    return value
+
+
+def file_stats(table: pa.Table) -> str:
+    """Delta per-file statistics: numRecords, and minValues/maxValues/nullCount for leaf columns."""
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for name, column in zip(table.column_names, table.columns):
+        t = column.type
+        if pa.types.is_nested(t):
+            continue
+        nulls[name] = column.null_count
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_boolean(t):
+            continue
+        if column.null_count == len(column):
+            continue
+        mm = pc.min_max(column)
+        lo, hi = _stat_value(mm["min"].as_py()), _stat_value(mm["max"].as_py())
+        if lo is not None and hi is not None:
+            mins[name], maxs[name] = lo, hi
+    return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
+
+
+class DeltaWriter(DataSourceArrowWriter):
+    def __init__(self, path: str, schema: StructType, overwrite: bool, options: dict[str, str]) -> None:
+        self.path = path
+        self.spark_schema = schema
+        self.overwrite = overwrite
+        self.partition_by = [c for c in options.get("partition_by", "").split(",") if c]
+        self.replace = json.loads(options["replace_partitions"]) if options.get("replace_partitions") else None
+        self.metadata = json.loads(options.get("commit_metadata") or "{}")
+        self.txn_app_id = options.get("txn_app_id")
+        self.txn_version = int(options["txn_version"]) if options.get("txn_version") else None
+        missing = [c for c in self.partition_by if c not in schema.fieldNames()]
+        if missing:
+            raise ValueError(f"Delta write to {path}: partition column(s) {missing} are not in the data")
+
+    # -- executors ----------------------------------------------------------------------------
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> WrittenFiles:
+        batches = [b for b in iterator if b.num_rows]
+        if not batches:
+            return WrittenFiles([])
+        data = pa.Table.from_batches(batches)
+        groups = self._split(data)
+        adds = []
+        for values, part in groups:
+            directory = "/".join(f"{quote(c)}={quote(_hive_value(v))}" for c, v in values)
+            name = f"part-{uuid.uuid4().hex}.snappy.parquet"
+            relative = f"{directory}/{name}" if directory else name
+            full = _join(self.path, relative)
+            if "://" not in full:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+            files = part.drop_columns(self.partition_by)
+            pq.write_table(files, full, compression="snappy")
+            adds.append(
+                {
+                    "path": relative,
+                    "size": os.path.getsize(full) if "://" not in full else _remote_size(full),
+                    "partition_values": {c: partition_string(v) for c, v in values},
+                    "modification_time": int(time.time() * 1000),
+                    "stats": file_stats(files),
+                }
+            )
+        return WrittenFiles(adds)
+
+    def _split(self, data: pa.Table) -> list[tuple[tuple[tuple[str, Any], ...], pa.Table]]:
+        if not self.partition_by:
+            return [((), data)]
+        keys = data.select(self.partition_by).group_by(self.partition_by).aggregate([]).to_pylist()
+        out = []
+        for key in keys:
+            mask = None
+            for c in self.partition_by:
+                col = data.column(c)
+                cond = pc.is_null(col) if key[c] is None else pc.equal(col, pa.scalar(key[c], col.type))
+                mask = cond if mask is None else pc.and_(mask, cond)
+            out.append((tuple((c, key[c]) for c in self.partition_by), data.filter(mask)))
+        return out
+
+    # -- driver -------------------------------------------------------------------------------
+    def commit(self, messages: list[WrittenFiles | None]) -> None:
+        from deltalake import CommitProperties
+        from deltalake.transaction import AddAction, Transaction, create_table_with_add_actions
+
+        adds = [a for m in messages if m is not None for a in m.adds]
+        self._check_replace(adds)
+        actions = [AddAction(a["path"], a["size"], a["partition_values"], a["modification_time"], True, a["stats"]) for a in adds]
+        schema = self._delta_schema()
+        txns = [Transaction(self.txn_app_id, self.txn_version)] if self.txn_app_id and self.txn_version is not None else None
+        props = CommitProperties(custom_metadata=self.metadata or None, app_transactions=txns)
+        if not _exists(self.path):
+            create_table_with_add_actions(
+                self.path, schema, actions, mode="append", partition_by=self.partition_by or None, commit_properties=props
+            )
+            log.info("delta create %s: %d files committed", self.path, len(actions))
+            return
+        table = _open(self.path)
+        existing = table.metadata().partition_columns
+        if list(existing) != list(self.partition_by):
+            raise ValueError(
+                f"Delta write to {self.path}: table is partitioned by {existing}, the write by {self.partition_by}"
+            )
+        mode = "overwrite" if self.overwrite else "append"
+        filters = self._replace_filters() if self.overwrite else None
+        table.create_write_transaction(
+            actions, mode, schema, partition_by=self.partition_by or None, partition_filters=filters, commit_properties=props
+        )
+        log.info("delta %s %s: %d files committed (replace=%s)", mode, self.path, len(actions), self.replace)
+
+    def abort(self, messages: list[WrittenFiles | None]) -> None:
+        for message in messages:
+            for add in message.adds if message is not None else []:
+                full = _join(self.path, add["path"])
+                try:
+                    if "://" in full:
+                        import pyarrow.fs as pafs
+
+                        fs, p = pafs.FileSystem.from_uri(full)
+                        fs.delete_file(p)
+                    else:
+                        os.remove(full)
+                except OSError:
+                    log.warning("abort: could not delete %s", full)
+
+    def _delta_schema(self):
+        from deltalake import Schema
+
+        return Schema.from_arrow(_target_schema(self.spark_schema))
+
+    def _replace_filters(self) -> list[tuple[str, str, Any]] | None:
+        """delta-rs takes one conjunction: one partition spec, or several over a single column (IN)."""
+        if self.replace is None:
+            return None
+        if len(self.replace) == 1:
+            return [(c, "=", v) for c, v in self.replace[0].items()]
+        columns = {c for spec in self.replace for c in spec}
+        if len(columns) != 1 or any(len(spec) != 1 for spec in self.replace):
+            raise ValueError(
+                f"Delta write to {self.path}: replacing several multi-column partitions at once is not "
+                "supported; write one partition per transaction"
+            )
+        (column,) = columns
+        return [(column, "in", [spec[column] for spec in self.replace])]
+
+    def _check_replace(self, adds: list[dict[str, Any]]) -> None:
+        """replaceWhere semantics: a row outside the partitions being replaced fails the write."""
+        if not self.overwrite or self.replace is None:
+            return
+        allowed = [{c: v for c, v in spec.items()} for spec in self.replace]
+        for add in adds:
+            pv = add["partition_values"]
+            if not any(all(pv.get(c) == v for c, v in spec.items()) for spec in allowed):
+                raise ValueError(
+                    f"Delta write to {self.path}: data for partition {pv} is outside the partitions "
+                    f"being replaced {self.replace}"
+                )
+
+
+def _hive_value(value: Any) -> str:
+    text = partition_string(value)
+    return "__HIVE_DEFAULT_PARTITION__" if text is None else text
+
+
+def _remote_size(uri: str) -> int:
+    import pyarrow.fs as pafs
+
+    fs, p = pafs.FileSystem.from_uri(uri)
+    return fs.get_file_info(p).size
+
+
+def _exists(path: str) -> bool:
+    from deltalake import DeltaTable
+
+    return DeltaTable.is_deltatable(path)
+
+
+class DeltaDataSource(DataSource):
+    """``spark.read.format("lakescore_delta").option("path", ...)`` and the matching writer."""
+
+    @classmethod
+    def name(cls) -> str:
+        return FORMAT
+
+    def _path(self) -> str:
+        path = self.options.get("path")
+        if not path:
+            raise ValueError(f"{FORMAT}: the 'path' option is required")
+        return path
+
+    def schema(self) -> StructType:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        path = self._path()
+        if not _exists(path):
+            raise FileNotFoundError(f"no Delta table at {path}")
+        version = self.options.get("versionAsOf")
+        return from_arrow_schema(_arrow_schema(_open(path, int(version) if version else None)))
+
+    def reader(self, schema: StructType) -> DeltaReader:
+        version = self.options.get("versionAsOf")
+        batch = int(self.options.get("batch_size", "65536"))
+        return DeltaReader(self._path(), int(version) if version else None, schema, batch)
+
+    def writer(self, schema: StructType, overwrite: bool) -> DeltaWriter:
+        return DeltaWriter(self._path(), schema, overwrite, dict(self.options))
