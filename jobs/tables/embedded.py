@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import operator
 import os
 import time
@@ -211,7 +212,7 @@ def _stat_value(value: Any) -> Any:
         return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, float) and value != value:  # NaN has no order: leave the stat out
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and inf are not JSON: leave the stat out
         return None
     if hasattr(value, "is_finite"):  # Decimal
         return str(value)

@@ -1,0 +1,78 @@
+"""Synthetic customer rows, partitioned by day, with nulls and a few rows that break the rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+PLANS = np.array(["basic", "standard", "premium"])
+REGIONS = np.array(["north", "south", "east", "west"])
+FEATURES = ["tenure_months", "monthly_charges", "total_charges", "support_calls", "plan", "region"]
+
+INPUT_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.int64()),
+        pa.field("tenure_months", pa.int32()),
+        pa.field("monthly_charges", pa.float64()),
+        pa.field("total_charges", pa.float64()),
+        pa.field("support_calls", pa.int32()),
+        pa.field("plan", pa.string()),
+        pa.field("region", pa.string()),
+        pa.field("ds", pa.date32()),
+    ]
+)
+
+
+def customers(rows: int, seed: int, ds: dt.date | None = None, bad_fraction: float = 0.0) -> pd.DataFrame:
+    """``rows`` customers with a churn probability that depends on the features.
+
+    Includes a ``churned`` label drawn from that probability; the scoring input drops it.
+    With ``bad_fraction`` > 0 that share of rows breaks a rule (negative tenure, unknown plan,
+    missing id or a non-finite charge).
+    """
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, rows)
+    monthly = np.round(rng.gamma(4.0, 16.0, rows), 2)
+    calls = rng.poisson(1.5, rows)
+    plan = PLANS[rng.choice(3, rows, p=[0.5, 0.3, 0.2])]
+    region = REGIONS[rng.integers(0, 4, rows)]
+    logit = -1.0 - 0.04 * tenure + 0.012 * monthly + 0.45 * calls - 0.6 * (plan == "premium") + 0.3 * (region == "south")
+    churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(rows, dtype="int64") + seed * 1_000_000,
+            "tenure_months": pd.array(tenure, dtype="Int32"),
+            "monthly_charges": monthly,
+            "total_charges": np.round(monthly * np.maximum(tenure, 1) * rng.uniform(0.9, 1.1, rows), 2),
+            "support_calls": pd.array(calls, dtype="Int32"),
+            "plan": plan.astype(object),
+            "region": region.astype(object),
+            "churned": churned,
+        }
+    )
+    # ordinary missing values, which the model copes with
+    frame.loc[rng.random(rows) < 0.03, "monthly_charges"] = np.nan
+    frame.loc[rng.random(rows) < 0.02, "region"] = None
+    if bad_fraction > 0:
+        bad = np.flatnonzero(rng.random(rows) < bad_fraction)
+        kinds = rng.integers(0, 4, len(bad))
+        frame.loc[bad[kinds == 0], "tenure_months"] = -5
+        frame.loc[bad[kinds == 1], "plan"] = "platinum"
+        frame.loc[bad[kinds == 2], "customer_id"] = None
+        frame.loc[bad[kinds == 3], "total_charges"] = np.inf
+        frame["customer_id"] = frame["customer_id"].astype("Int64")
+    if ds is not None:
+        frame["ds"] = ds
+    return frame
+
+
+def input_table(days: int, rows_per_day: int, start: dt.date, bad_fraction: float = 0.01) -> pa.Table:
+    """The demo scoring input: ``days`` daily partitions, no label column."""
+    frames = [
+        customers(rows_per_day, seed=100 + i, ds=start + dt.timedelta(days=i), bad_fraction=bad_fraction).drop(columns="churned")
+        for i in range(days)
+    ]
+    return pa.Table.from_pandas(pd.concat(frames, ignore_index=True), schema=INPUT_SCHEMA, preserve_index=False)

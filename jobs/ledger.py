@@ -1,0 +1,99 @@
+"""The runs ledger: one row per run, saying what was read, with which model, what was written, and how it went."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from jobs.tables import write_table
+
+LEDGER_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("job", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("exit_code", T.IntegerType(), False),
+        T.StructField("error", T.StringType(), True),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("finished_at", T.TimestampType(), False),
+        T.StructField("engine", T.StringType(), True),
+        T.StructField("input_table", T.StringType(), False),
+        T.StructField("input_version", T.LongType(), True),
+        T.StructField("partitions", T.ArrayType(T.StringType()), False),
+        T.StructField("model_uri", T.StringType(), False),
+        T.StructField("model_resolved_uri", T.StringType(), True),
+        T.StructField("model_name", T.StringType(), True),
+        T.StructField("model_version", T.StringType(), True),
+        T.StructField("config_hash", T.StringType(), False),
+        T.StructField("code_version", T.StringType(), False),
+        T.StructField("rows_in", T.LongType(), True),
+        T.StructField("rows_scored", T.LongType(), True),
+        T.StructField("rows_quarantined", T.LongType(), True),
+        T.StructField("scored_table", T.StringType(), False),
+        T.StructField("scored_version", T.LongType(), True),
+        T.StructField("timings", T.MapType(T.StringType(), T.DoubleType()), False),
+    ]
+)
+
+
+@functools.cache
+def code_version() -> str:
+    """``LAKESCORE_CODE_VERSION`` if set (packaged jobs), else the git commit of this checkout."""
+    if os.environ.get("LAKESCORE_CODE_VERSION"):
+        return os.environ["LAKESCORE_CODE_VERSION"]
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@dataclass
+class RunRecord:
+    """The ledger row, filled in as the run goes."""
+
+    run_id: str
+    job: str
+    input_table: str
+    model_uri: str
+    config_hash: str
+    scored_table: str
+    started_at: dt.datetime
+    status: str = "running"
+    exit_code: int = 1
+    error: str | None = None
+    finished_at: dt.datetime | None = None
+    engine: str | None = None
+    input_version: int | None = None
+    partitions: list[str] = field(default_factory=list)
+    model_resolved_uri: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    rows_in: int | None = None
+    rows_scored: int | None = None
+    rows_quarantined: int | None = None
+    scored_version: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> tuple:
+        values = {**self.__dict__, "code_version": code_version()}
+        return tuple(values[f.name] for f in LEDGER_SCHEMA.fields)
+
+
+def append_run(spark: SparkSession, record: RunRecord, path: str, engine: str) -> None:
+    df = spark.createDataFrame([record.row()], LEDGER_SCHEMA)
+    write_table(df, path, engine, mode="append", commit_metadata={"lakescore.run_id": record.run_id})

@@ -1,0 +1,99 @@
+"""Resolving a model reference to one concrete version, on the driver, before scoring starts."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+
+from pyspark.sql import types as T
+
+from jobs.config import ModelConfig
+
+log = logging.getLogger("lakescore.models")
+
+_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
+_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+class ModelError(ValueError):
+    """The model reference cannot be resolved or its signature cannot drive scoring."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What every scored row records, and what the workers load.
+
+    Attributes:
+        requested_uri: the reference in the config (``models:/churn@champion``).
+        uri: the concrete reference it resolved to (``models:/churn/3``).
+        local_path: the model's files, downloaded once on the driver.
+    """
+
+    requested_uri: str
+    uri: str
+    name: str
+    version: str | None
+    source_run_id: str | None
+    local_path: str
+    features: tuple[str, ...]
+    inputs: T.StructType  # the signature's input columns and types (those it declares)
+    outputs: T.StructType
+
+
+def _outputs(signature, uri: str) -> T.StructType:
+    if signature is None or signature.outputs is None:
+        raise ModelError(f"model {uri} has no output signature; log it with one so output types are known")
+    fields = []
+    for i, spec in enumerate(signature.outputs.inputs):
+        name = getattr(spec, "name", None) or ("prediction" if len(signature.outputs.inputs) == 1 else f"output_{i}")
+        try:
+            spark_type = spec.type.to_spark()
+        except Exception as exc:  # tensor specs and other shapes have no Spark column type
+            raise ModelError(f"model {uri}: output {name!r} of type {spec.type} has no Spark type") from exc
+        fields.append(T.StructField(name, spark_type, True))
+    return T.StructType(fields)
+
+
+def resolve_model(cfg: ModelConfig) -> ResolvedModel:
+    """Pin ``cfg.uri`` to one version, download it, and read its signature.
+
+    Raises:
+        ModelError: the reference does not resolve, or the model has no usable signature.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    if cfg.tracking_uri:
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+        mlflow.set_registry_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    name, version, run_id, uri = cfg.uri, None, None, cfg.uri
+    try:
+        if m := _ALIAS.match(cfg.uri):
+            mv = client.get_model_version_by_alias(m["name"], m["alias"])
+        elif m := _VERSION.match(cfg.uri):
+            mv = client.get_model_version(m["name"], m["version"])
+        else:
+            mv = None
+        if mv is not None:
+            name, version, run_id = mv.name, str(mv.version), mv.run_id
+            uri = f"models:/{mv.name}/{mv.version}"
+        elif cfg.uri.startswith("runs:/"):
+            run_id = cfg.uri.split("/")[1]
+        local = mlflow.artifacts.download_artifacts(uri, dst_path=tempfile.mkdtemp(prefix="lakescore-model-"))
+    except MlflowException as exc:
+        raise ModelError(f"model {cfg.uri} does not resolve: {exc.message}") from None
+    signature = Model.load(local).signature
+    if signature is None:
+        raise ModelError(f"model {uri} has no signature; LakeScore needs one for input and output columns")
+    features = cfg.features or tuple(signature.inputs.input_names())
+    inputs = T.StructType(
+        [T.StructField(spec.name, spec.type.to_spark(), True) for spec in signature.inputs.inputs if getattr(spec, "name", None)]
+    )
+    outputs = _outputs(signature, uri)
+    log.info("model %s resolved to %s (run %s), features=%s outputs=%s", cfg.uri, uri, run_id, list(features), outputs.simpleString())
+    return ResolvedModel(cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs)

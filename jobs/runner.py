@@ -1,0 +1,271 @@
+"""One scoring run: read, check, validate, preprocess, score, write, profile, record.
+
+Each partition is its own unit with its own transactions, so a rerun of one partition replaces
+exactly that partition in the scored and quarantine tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs.config import ConfigError, JobConfig
+from jobs.ledger import RunRecord, append_run
+from jobs.logs import set_run_id
+from jobs.models import ModelError, ResolvedModel, resolve_model
+from jobs.partitions import PartitionError, parse_partition, partition_label
+from jobs.tables import read_table, resolve_engine, table_exists, table_version, write_table
+from transforms.contract import ContractError, check_contract, conform
+from transforms.preprocess import pipeline
+from transforms.scoring import score
+from transforms.stats import input_profile, prediction_profile
+from transforms.validation import REASONS, is_quarantined, rule_columns, validate
+
+log = logging.getLogger("lakescore.run")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+USAGE_ERRORS = (ConfigError, ContractError, PartitionError, ModelError)
+
+LINEAGE = ("model_name", "model_version", "run_id", "scored_at")
+
+
+@dataclass
+class PartitionResult:
+    partition: str
+    rows_in: int
+    rows_scored: int
+    rows_quarantined: int
+
+
+@dataclass
+class RunResult:
+    record: RunRecord
+    partitions: list[PartitionResult] = field(default_factory=list)
+    stats_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.record.exit_code
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the ledger: the error's first line, plus the innermost Python error when
+    Spark wrapped a worker's traceback in its own message."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    inner = next((line for line in reversed(lines[1:]) if re.match(r"^[\w.]+(Error|Exception): ", line)), None)
+    return (f"{text} ... {inner}" if inner else text)[:2000]
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], step: str, what: str) -> Iterator[None]:
+    log.info("%s ...", what)
+    start = time.perf_counter()
+    yield
+    took = time.perf_counter() - start
+    timings[step] = round(timings.get(step, 0.0) + took, 3)
+    log.info("%s done in %.1fs", what, took)
+
+
+def _required_columns(cfg: JobConfig, model: ResolvedModel) -> dict[str, T.DataType | None]:
+    """Columns the input must have. Feature types are checked after preprocessing (see below)."""
+    needed: dict[str, T.DataType | None] = {}
+    for c in (*cfg.keys, *cfg.output.passthrough, *rule_columns(cfg.rules), *(s.column for s in cfg.preprocessing), *model.features):
+        needed.setdefault(c, None)
+    return needed
+
+
+def _feature_types(model: ResolvedModel) -> dict[str, T.DataType | None]:
+    declared = {f.name: f.dataType for f in model.inputs.fields}
+    return {c: declared.get(c) for c in model.features}
+
+
+def _scored_columns(cfg: JobConfig) -> list[str]:
+    return list(dict.fromkeys([*cfg.keys, *cfg.output.passthrough, *cfg.input.partition_by]))
+
+
+def score_partition(
+    spark: SparkSession,
+    cfg: JobConfig,
+    engine: str,
+    model: ResolvedModel,
+    model_location: str,
+    spec: dict[str, Any],
+    input_version: int,
+    record: RunRecord,
+    scored_at: dt.datetime,
+) -> tuple[PartitionResult, list[dict[str, Any]]]:
+    """Score one input partition; returns its counts and its statistics rows."""
+    label = partition_label(spec)
+    timings = record.timings
+    raw = read_table(spark, cfg.input.path, engine, [spec], input_version, cfg.scoring.batch_size)
+    casts = check_contract(raw.schema, _required_columns(cfg, model), cfg.input.path)
+    # Feature types are a contract on what the model receives, so they are checked after preprocessing.
+    prepared_schema = raw.transform(pipeline(cfg.preprocessing)).schema
+    feature_casts = check_contract(prepared_schema, _feature_types(model), f"{cfg.input.path} (after preprocessing)")
+
+    checked = raw.transform(validate(cfg.rules)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with _timed(timings, "quarantine_write", f"partition {label}: validating and writing quarantined rows"):
+            quarantined = checked.where(is_quarantined()).select(
+                *raw.columns, REASONS, F.lit(record.run_id).alias("run_id"), F.lit(scored_at).alias("quarantined_at")
+            )
+            write_table(
+                quarantined,
+                cfg.output.quarantine,
+                engine,
+                mode="overwrite",
+                partition_by=cfg.input.partition_by,
+                replace_partitions=[spec],
+                commit_metadata={"lakescore.run_id": record.run_id},
+            )
+
+        good = checked.where(~is_quarantined()).drop(REASONS)
+        passthrough = _scored_columns(cfg)
+        scored = (
+            good.transform(conform(casts))
+            .transform(pipeline(cfg.preprocessing))
+            .transform(conform(feature_casts))
+            .transform(score(model_location, model.features, model.outputs, passthrough))
+            .select(
+                *passthrough,
+                *model.outputs.fieldNames(),
+                F.lit(model.name).alias("model_name"),
+                F.lit(model.version).cast("string").alias("model_version"),
+                F.lit(record.run_id).alias("run_id"),
+                F.lit(scored_at).alias("scored_at"),
+            )
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        try:
+            with _timed(timings, "score_write", f"partition {label}: scoring with {model.uri} and writing"):
+                result = write_table(
+                    scored,
+                    cfg.output.scored,
+                    engine,
+                    mode="overwrite",
+                    partition_by=cfg.input.partition_by,
+                    replace_partitions=[spec],
+                    commit_metadata={"lakescore.run_id": record.run_id, "lakescore.model": model.uri},
+                )
+                record.scored_version = result.version
+            with _timed(timings, "stats", f"partition {label}: computing statistics"):
+                group = list(cfg.input.partition_by)
+                profile = checked.transform(input_profile(model.features, [r.name for r in cfg.rules], group)).unionByName(
+                    scored.transform(prediction_profile(model.outputs, group))
+                )
+                # The aggregates are a few rows per feature and metric: small enough for the driver.
+                stats_rows = [r.asDict() for r in profile.collect()]
+        finally:
+            scored.unpersist()
+    finally:
+        checked.unpersist()
+
+    counts = {r["metric"]: int(r["value"]) for r in stats_rows if r["scope"] == "rows" and r["column"] == "*"}
+    result = PartitionResult(label, counts.get("rows_in", 0), counts.get("rows_scored", 0), counts.get("rows_quarantined", 0))
+    if result.rows_in != result.rows_scored + result.rows_quarantined:
+        raise RuntimeError(
+            f"partition {label}: rows in ({result.rows_in}) != scored ({result.rows_scored}) + "
+            f"quarantined ({result.rows_quarantined}); refusing to report success"
+        )
+    log.info(
+        "partition %s: %d rows in, %d scored, %d quarantined", label, result.rows_in, result.rows_scored, result.rows_quarantined
+    )
+    for row in stats_rows:
+        row.update(run_id=record.run_id, job=cfg.name, partition=label, computed_at=scored_at)
+    return result, stats_rows
+
+
+STATS_SCHEMA_TAIL = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("job", T.StringType(), False),
+        T.StructField("partition", T.StringType(), False),
+        T.StructField("scope", T.StringType(), False),
+        T.StructField("column", T.StringType(), False),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("bucket", T.StringType(), True),
+        T.StructField("value", T.DoubleType(), True),
+        T.StructField("computed_at", T.TimestampType(), False),
+    ]
+)
+
+
+def _write_stats(spark: SparkSession, cfg: JobConfig, engine: str, rows: list[dict[str, Any]], input_schema: T.StructType, run_id: str) -> None:
+    schema = T.StructType(list(STATS_SCHEMA_TAIL.fields) + [input_schema[c] for c in cfg.input.partition_by])
+    df = spark.createDataFrame([tuple(r.get(f.name) for f in schema.fields) for r in rows], schema)
+    write_table(df, cfg.output.stats, engine, mode="append", partition_by=cfg.input.partition_by, commit_metadata={"lakescore.run_id": run_id})
+
+
+def _ship_model(spark: SparkSession, model: ResolvedModel) -> str:
+    """Send the model's files to every executor once; workers load it by this name."""
+    if spark.sparkContext.master.startswith("local"):
+        return model.local_path  # same filesystem: load it in place
+    spark.sparkContext.addFile(model.local_path, recursive=True)
+    return model.local_path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunResult:
+    """Score ``partitions`` of the configured input; never raises for a failed run.
+
+    The outcome is in the returned record's ``status`` and ``exit_code`` and in the runs ledger.
+    """
+    run_id = uuid.uuid4().hex[:16]
+    set_run_id(run_id)
+    started = dt.datetime.now(dt.timezone.utc)
+    record = RunRecord(run_id, cfg.name, cfg.input.path, cfg.model.uri, cfg.config_hash, cfg.output.scored, started)
+    result = RunResult(record)
+    engine = "embedded"
+    try:
+        engine = record.engine = resolve_engine(spark, cfg.engine)
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
+        if not table_exists(cfg.input.path):
+            raise ContractError(f"input table {cfg.input.path} does not exist or is not a Delta table")
+        record.input_version = table_version(cfg.input.path)
+        input_schema = read_table(spark, cfg.input.path, engine, version=record.input_version).schema
+        specs = [parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions]
+        record.partitions = [partition_label(s) for s in specs]
+        log.info("job %s: engine=%s input=%s@v%s partitions=%s", cfg.name, engine, cfg.input.path, record.input_version, record.partitions)
+
+        with _timed(record.timings, "resolve_model", f"resolving model {cfg.model.uri}"):
+            model = resolve_model(cfg.model)
+        record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
+        location = _ship_model(spark, model)
+        scored_at = dt.datetime.now(dt.timezone.utc)
+        for spec in specs:
+            part, stats_rows = score_partition(spark, cfg, engine, model, location, spec, record.input_version, record, scored_at)
+            result.partitions.append(part)
+            result.stats_rows.extend(stats_rows)
+        with _timed(record.timings, "stats_write", "writing statistics"):
+            _write_stats(spark, cfg, engine, result.stats_rows, input_schema, run_id)
+        record.rows_in = sum(p.rows_in for p in result.partitions)
+        record.rows_scored = sum(p.rows_scored for p in result.partitions)
+        record.rows_quarantined = sum(p.rows_quarantined for p in result.partitions)
+        record.status, record.exit_code = "succeeded", EXIT_OK
+    except USAGE_ERRORS as exc:
+        record.status, record.exit_code, record.error = "rejected", EXIT_USAGE, str(exc)
+        log.error("%s", exc)
+    except Exception as exc:  # the scheduler needs an exit code and the ledger a row, whatever broke
+        record.status, record.exit_code, record.error = "failed", EXIT_FAILED, describe_error(exc)
+        log.exception("run failed")
+    finally:
+        record.finished_at = dt.datetime.now(dt.timezone.utc)
+        record.timings["total"] = round((record.finished_at - started).total_seconds(), 3)
+        try:
+            append_run(spark, record, cfg.output.runs, engine)
+        except Exception:
+            log.exception("could not append to the runs ledger %s", cfg.output.runs)
+            if record.exit_code == EXIT_OK:
+                record.status, record.exit_code = "failed", EXIT_FAILED
+    return result

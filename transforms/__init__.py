@@ -1,0 +1,1 @@
+"""Pure DataFrame -> DataFrame transforms: validation, preprocessing, scoring and statistics."""
