@@ -9,9 +9,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -30,7 +31,7 @@ class _Where:
     def __init__(self, source: str, path: str = "") -> None:
         self.source, self.path = source, path
 
-    def __truediv__(self, key: str | int) -> "_Where":
+    def __truediv__(self, key: str | int) -> _Where:
         if isinstance(key, int):
             return _Where(self.source, f"{self.path}[{key}]")
         return _Where(self.source, f"{self.path}.{key}" if self.path else key)

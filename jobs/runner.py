@@ -12,11 +12,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -223,7 +224,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
     """
     run_id = uuid.uuid4().hex[:16]
     set_run_id(run_id)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     record = RunRecord(run_id, cfg.name, cfg.input.path, cfg.model.uri, cfg.config_hash, cfg.output.scored, started)
     result = RunResult(record)
     engine = "embedded"
@@ -242,7 +243,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
             model = resolve_model(cfg.model)
         record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
         location = _ship_model(spark, model)
-        scored_at = dt.datetime.now(dt.timezone.utc)
+        scored_at = dt.datetime.now(dt.UTC)
         for spec in specs:
             part, stats_rows = score_partition(spark, cfg, engine, model, location, spec, record.input_version, record, scored_at)
             result.partitions.append(part)
@@ -260,7 +261,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
         record.status, record.exit_code, record.error = "failed", EXIT_FAILED, describe_error(exc)
         log.exception("run failed")
     finally:
-        record.finished_at = dt.datetime.now(dt.timezone.utc)
+        record.finished_at = dt.datetime.now(dt.UTC)
         record.timings["total"] = round((record.finished_at - started).total_seconds(), 3)
         try:
             append_run(spark, record, cfg.output.runs, engine)

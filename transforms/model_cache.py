@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from typing import Any
 
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
-loads = 0  # how many times this process loaded a model: tests and logs read it
+loads: Counter[str] = Counter()  # loads per location in this process: tests read it
 
 
 def _local_path(location: str) -> str:
@@ -25,7 +26,6 @@ def _local_path(location: str) -> str:
 
 def get(location: str) -> Any:
     """The pyfunc model at ``location`` (a local directory or a SparkFiles name), loaded once."""
-    global loads
     model = _models.get(location)
     if model is None:
         with _lock:
@@ -39,5 +39,5 @@ def get(location: str) -> Any:
                     warnings.simplefilter("ignore", UserWarning)
                     model = mlflow.pyfunc.load_model(_local_path(location))
                 _models[location] = model
-                loads += 1
+                loads[location] += 1
     return model

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import reduce
-from typing import Callable, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -30,7 +30,9 @@ def fill_null(column: str, value: object) -> Transform:
 
 def clip(column: str, lower: float, upper: float) -> Transform:
     def _(df: DataFrame) -> DataFrame:
-        return df.withColumn(column, F.least(F.greatest(F.col(column), F.lit(lower)), F.lit(upper)))
+        col = F.col(column)
+        # greatest/least skip nulls (greatest(null, 0) is 0): keep a null a null, not the lower bound
+        return df.withColumn(column, F.when(col.isNull(), col).otherwise(F.least(F.greatest(col, F.lit(lower)), F.lit(upper))))
 
     return _
 

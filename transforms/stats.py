@@ -6,7 +6,7 @@ counts and numeric summaries; the scored output gives the prediction distributio
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -20,6 +20,10 @@ Metric = tuple[tuple[str, str, str, str | None], Column]  # ((scope, column, met
 
 def _count_where(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
+
+
+def _broke(rule: str) -> Column:
+    return F.exists(F.col(REASONS), lambda r: r["rule"] == F.lit(rule))
 
 
 def _is_float(df: DataFrame, name: str) -> bool:
@@ -73,8 +77,7 @@ def input_profile(
             (("rows", "*", "rows_quarantined", None), _count_where(is_quarantined())),
         ]
         for rule in rule_names:
-            broken = F.exists(F.col(REASONS), lambda r: r["rule"] == F.lit(rule))
-            metrics.append((("rows", rule, "quarantined_by_rule", None), _count_where(broken)))
+            metrics.append((("rows", rule, "quarantined_by_rule", None), _count_where(_broke(rule))))
         for name in features:
             missing = F.col(name).isNull() | (F.isnan(F.col(name)) if _is_float(df, name) else F.lit(False))
             metrics.append((("input", name, "null_count", None), _count_where(missing)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -42,7 +42,7 @@ def _failure(rule: RuleConfig, schema: T.StructType) -> tuple[Column, str]:
             out = out | (col < F.lit(rule.min))
         if rule.max is not None:
             out = out | (col > F.lit(rule.max))
-        bounds = f"[{'-inf' if rule.min is None else rule.min}, {'inf' if rule.max is None else rule.max}]"
+        bounds = f"[{'-inf' if rule.min is None else format(rule.min, 'g')}, {'inf' if rule.max is None else format(rule.max, 'g')}]"
         if isinstance(schema[rule.column].dataType, (T.DoubleType, T.FloatType)):
             # NaN compares greater than everything in Spark; name it explicitly so no NaN slips through
             out = out | F.isnan(col) | (F.abs(col) == F.lit(float("inf")))

@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup_logging()
 
+    import mlflow
     from deltalake import DeltaTable, write_deltalake
     from mlflow import MlflowClient
-    import mlflow
 
     from jobs.demo.data import input_table
     from jobs.demo.train import train_and_register

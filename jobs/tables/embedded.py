@@ -16,8 +16,9 @@ import operator
 import os
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -148,7 +149,7 @@ class DeltaReader(DataSourceReader):
         paths = actions.column("path").to_pylist()
         typed_values = actions.column("partition").to_pylist() if pcols else [{}] * len(paths)
         kept: list[FileSlice] = []
-        for path, typed in zip(paths, typed_values):
+        for path, typed in zip(paths, typed_values, strict=True):
             if all(_matches(f, typed[f.attribute[0]]) for f in self.partition_filters):
                 kept.append(FileSlice(path, tuple((c, typed[c]) for c in pcols)))
         log.info(
@@ -208,7 +209,7 @@ class WrittenFiles(WriterCommitMessage):
 def _stat_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -224,7 +225,7 @@ def file_stats(table: pa.Table) -> str:
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}
     nulls: dict[str, int] = {}
-    for name, column in zip(table.column_names, table.columns):
+    for name, column in zip(table.column_names, table.columns, strict=True):
         t = column.type
         if pa.types.is_nested(t):
             continue

@@ -1,0 +1,134 @@
+"""Table I/O, run against each engine (native skipped where delta-spark's jars are absent)."""
+
+import datetime as dt
+import decimal
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable, write_deltalake
+from pyspark.sql import types as T
+
+from jobs.tables import read_table, table_version, write_table
+
+D1, D2, D3 = dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)
+SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.LongType()),
+        T.StructField("x", T.DoubleType()),
+        T.StructField("name", T.StringType()),
+        T.StructField("ds", T.DateType()),
+    ]
+)
+
+
+def rows_for(day, n, offset=0):
+    return [(offset + i, i * 1.5, f"n{i}" if i % 3 else None, day) for i in range(n)]
+
+
+def delta_rs_rows(path):
+    """The table's rows as delta-rs (not Spark) sees them, sorted."""
+    frame = DeltaTable(str(path)).to_pandas()
+    return sorted(frame[["id", "x", "name", "ds"]].itertuples(index=False, name=None), key=lambda r: (r[3], r[0]))
+
+
+def test_written_table_reads_back_exactly_with_delta_rs(spark, engine, tmp_path):
+    rows = rows_for(D1, 5) + rows_for(D2, 4, 100)
+    write_table(spark.createDataFrame(rows, SCHEMA), str(tmp_path / "t"), engine, mode="append", partition_by=["ds"])
+    got = [(i, x, None if isinstance(n, float) else n, d) for i, x, n, d in delta_rs_rows(tmp_path / "t")]
+    assert got == sorted(rows, key=lambda r: (r[3], r[0]))
+    assert DeltaTable(str(tmp_path / "t")).metadata().partition_columns == ["ds"]
+
+
+def test_table_written_by_delta_rs_reads_back_in_spark(spark, engine, tmp_path):
+    frame = pd.DataFrame(rows_for(D1, 3) + rows_for(D2, 2, 10), columns=["id", "x", "name", "ds"])
+    write_deltalake(str(tmp_path / "t"), frame, partition_by=["ds"])
+    expected = spark.createDataFrame(frame.astype(object).where(frame.notna(), None).values.tolist(), SCHEMA)
+    assert_df_equality(read_table(spark, str(tmp_path / "t"), engine), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_rerun_of_same_partition_replaces_rows_and_leaves_others(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 5) + rows_for(D2, 5, 100), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    replacement = spark.createDataFrame(rows_for(D2, 3, 500), SCHEMA)
+    for _ in range(2):  # twice: a rerun must not duplicate
+        write_table(replacement, path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D2}])
+    expected = spark.createDataFrame(rows_for(D1, 5) + rows_for(D2, 3, 500), SCHEMA)
+    assert_df_equality(read_table(spark, path, engine), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_overwrite_with_no_rows_empties_just_that_partition(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 2) + rows_for(D2, 2, 10), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    write_table(spark.createDataFrame([], SCHEMA), path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}])
+    assert sorted(r.id for r in read_table(spark, path, engine).collect()) == [10, 11]
+
+
+def test_rows_outside_the_replaced_partition_fail_the_write(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    before = table_version(path)
+    with pytest.raises(Exception, match="outside|replaceWhere|DELTA_REPLACE_WHERE"):
+        write_table(spark.createDataFrame(rows_for(D2, 2), SCHEMA), path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}])
+    assert table_version(path) == before
+
+
+def test_partition_filter_prunes_files_before_reading(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    frame = pd.DataFrame(rows_for(D1, 4) + rows_for(D2, 4, 10) + rows_for(D3, 4, 20), columns=["id", "x", "name", "ds"])
+    write_deltalake(path, frame, partition_by=["ds"])  # one file per partition
+    df = read_table(spark, path, engine, partitions=[{"ds": D2}])
+    assert sorted(r.id for r in df.collect()) == [10, 11, 12, 13]
+    if engine == "embedded":  # one Spark partition per planned file: 1 of 3
+        assert df.rdd.getNumPartitions() == 1
+    wider = read_table(spark, path, engine, partitions=[{"ds": D2}, {"ds": D3}])
+    assert sorted(r.id for r in wider.collect()) == [10, 11, 12, 13, 20, 21, 22, 23]
+
+
+def test_read_at_an_earlier_version_sees_that_snapshot(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    v0 = table_version(path)
+    write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    assert sorted(r.id for r in read_table(spark, path, engine, version=v0).collect()) == [0, 1]
+    assert read_table(spark, path, engine).count() == 5
+
+
+def test_add_actions_carry_file_statistics(spark, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 6), SCHEMA).coalesce(1), path, "embedded", mode="append", partition_by=["ds"])
+    actions = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
+    assert len(actions) == 1
+    a = actions[0]
+    assert (a["num_records"], a["min.id"], a["max.id"], a["min.x"], a["max.x"]) == (6, 0, 5, 0.0, 7.5)
+    assert a["null_count.name"] == 2  # ids 0 and 3
+
+
+def test_commit_metadata_is_recorded(spark, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 1), SCHEMA), path, "embedded", mode="append", partition_by=["ds"], commit_metadata={"lakescore.run_id": "abc"})
+    assert DeltaTable(path).history(1)[0]["lakescore.run_id"] == "abc"
+
+
+def test_nested_and_decimal_types_round_trip(spark, tmp_path):
+    schema = T.StructType(
+        [
+            T.StructField("id", T.LongType()),
+            T.StructField("amount", T.DecimalType(10, 2)),
+            T.StructField("ts", T.TimestampType()),
+            T.StructField("tags", T.ArrayType(T.StringType())),
+            T.StructField("attrs", T.MapType(T.StringType(), T.LongType())),
+            T.StructField("pt", T.StructType([T.StructField("a", T.IntegerType()), T.StructField("b", T.StringType())])),
+            T.StructField("ds", T.DateType()),
+        ]
+    )
+    ts = dt.datetime(2024, 6, 1, 12, 30, 15, 123456, tzinfo=dt.timezone.utc)
+    rows = [(1, decimal.Decimal("12.34"), ts, ["a", None], {"k": 1}, (1, "x"), D1), (2, None, None, None, None, None, D1)]
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows, schema), path, "embedded", mode="append", partition_by=["ds"])
+    back = sorted(read_table(spark, path, "embedded").collect(), key=lambda r: r.id)
+    assert back[0].amount == decimal.Decimal("12.34")
+    assert back[0].ts == ts.replace(tzinfo=None)  # the session time zone is UTC
+    assert (back[0].tags, back[0].attrs, back[0].pt.asDict()) == (["a", None], {"k": 1}, {"a": 1, "b": "x"})
+    assert [back[1].amount, back[1].tags, back[1].pt] == [None, None, None]
