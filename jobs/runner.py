@@ -139,13 +139,14 @@ def score_partition(
             .transform(pipeline(cfg.preprocessing))
             .transform(conform(feature_casts))
             .transform(score(model_location, model.features, model.outputs, passthrough))
-            .select(
-                *passthrough,
+            .select(  # the scored table's contract: keys and pass-through, outputs, lineage, partition columns
+                *[c for c in passthrough if c not in cfg.input.partition_by],
                 *model.outputs.fieldNames(),
                 F.lit(model.name).alias("model_name"),
                 F.lit(model.version).cast("string").alias("model_version"),
                 F.lit(record.run_id).alias("run_id"),
                 F.lit(scored_at).alias("scored_at"),
+                *cfg.input.partition_by,
             )
             .persist(StorageLevel.MEMORY_AND_DISK)
         )

@@ -1,0 +1,167 @@
+"""The scoring job through its real entry point, on a tiny demo table."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from jobs.score import main
+from tests.conftest import REPO, write_demo_input
+
+D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
+ALLOWED_PLANS = {"basic", "standard", "premium"}
+
+
+def job_config(tmp_path, registry, **changes):
+    conf = yaml.safe_load((REPO / "conf/jobs/churn.yaml").read_text())
+    conf["input"]["path"] = str(tmp_path / "customers")
+    conf["output"] = {k: str(tmp_path / k) for k in ("scored", "quarantine", "stats", "runs")} | {"passthrough": ["region"]}
+    conf["model"]["tracking_uri"] = registry["tracking_uri"]
+    conf["spark"] = {}
+    conf.update(changes)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    return str(path)
+
+
+def expected_quarantine(day_rows: pd.DataFrame) -> pd.Series:
+    """The demo rules, computed with pandas: what must be quarantined."""
+    r = day_rows
+    return (
+        r["customer_id"].isna()
+        | (r["tenure_months"] < 0) | (r["tenure_months"] > 1200)
+        | (r["monthly_charges"] < 0) | np.isinf(r["monthly_charges"])
+        | (r["total_charges"] < 0) | np.isinf(r["total_charges"])
+        | (r["plan"].notna() & ~r["plan"].isin(ALLOWED_PLANS))
+    )
+
+
+def delta(path, **filters):
+    frame = DeltaTable(str(path)).to_pandas()
+    for column, value in filters.items():
+        frame = frame[frame[column] == value]
+    return frame
+
+
+@pytest.fixture
+def demo(tmp_path, registry, spark):
+    source = write_demo_input(tmp_path / "customers", days=2, rows_per_day=400)
+    return tmp_path, job_config(tmp_path, registry), source
+
+
+def test_job_scores_a_partition_and_accounts_for_every_row(demo, registry):
+    tmp_path, conf, source = demo
+    assert main(["--conf", conf, "--partition", "ds=2024-06-02"]) == 0
+
+    day = source[source["ds"] == D2]
+    bad = expected_quarantine(day)
+    assert bad.sum() > 0 and (~bad).sum() > 0  # the demo data exercises both paths
+    scored, quarantined = delta(tmp_path / "scored"), delta(tmp_path / "quarantine")
+    assert set(scored["ds"]) == {D2} and set(quarantined["ds"]) == {D2}
+    assert sorted(scored["customer_id"]) == sorted(day.loc[~bad, "customer_id"].astype("int64"))
+    assert len(quarantined) == bad.sum()
+    assert all(len(reasons) > 0 for reasons in quarantined["quarantine_reasons"])
+
+    # outputs typed by the model signature, lineage pinned to the version the alias resolved to
+    assert scored["probability"].between(0, 1).all()
+    assert (scored["label"] == (scored["probability"] >= 0.5).astype("int64")).all()
+    assert set(scored["model_name"]) == {registry["name"]} and set(scored["model_version"]) == {registry["version"]}
+    assert list(scored.columns) == ["customer_id", "region", "probability", "label", "model_name", "model_version", "run_id", "scored_at", "ds"]
+
+    runs = delta(tmp_path / "runs")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run.status, run.exit_code, run.model_version, run.input_version) == ("succeeded", 0, registry["version"], 0)
+    assert (run.rows_in, run.rows_scored, run.rows_quarantined) == (len(day), (~bad).sum(), bad.sum())
+    assert run.model_resolved_uri == f"models:/{registry['name']}/{registry['version']}"
+    assert set(scored["run_id"]) == {run.run_id}
+
+    stats = delta(tmp_path / "stats")
+    rows = stats[stats["scope"] == "rows"].set_index("metric")["value"]
+    assert rows["rows_in"] == len(day) and rows["rows_scored"] == (~bad).sum()
+    hist = stats[(stats["metric"] == "histogram") & (stats["column"] == "probability")]
+    assert hist["value"].sum() == (~bad).sum()
+    nulls = stats[(stats["metric"] == "null_count")].set_index("column")["value"]
+    assert nulls["region"] == day["region"].isna().sum()
+
+
+def test_rerun_of_same_partition_replaces_rows_and_leaves_other_partitions(demo):
+    tmp_path, conf, source = demo
+    assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 0
+    first_d1 = delta(tmp_path / "scored", ds=D1)
+    assert main(["--conf", conf, "--partition", "ds=2024-06-02"]) == 0
+    assert main(["--conf", conf, "--partition", "ds=2024-06-02"]) == 0
+
+    scored = delta(tmp_path / "scored")
+    d2 = scored[scored["ds"] == D2]
+    expected = (~expected_quarantine(source[source["ds"] == D2])).sum()
+    assert len(d2) == expected and d2["customer_id"].is_unique  # no duplicates after the rerun
+    assert d2["run_id"].nunique() == 1  # all from the latest run
+    pd.testing.assert_frame_equal(  # ds=2024-06-01 untouched by the two later runs
+        scored[scored["ds"] == D1].sort_values("customer_id").reset_index(drop=True),
+        first_d1.sort_values("customer_id").reset_index(drop=True),
+    )
+    quarantine = delta(tmp_path / "quarantine", ds=D2)
+    assert len(quarantine) == expected_quarantine(source[source["ds"] == D2]).sum()
+    assert len(delta(tmp_path / "runs")) == 3
+
+
+def test_unknown_model_alias_is_a_usage_error_and_writes_no_scores(demo):
+    tmp_path, conf, _ = demo
+    assert main(["--conf", conf, "--partition", "ds=2024-06-01", "--set", "model.uri=models:/lakescore_churn@nope"]) == 2
+    assert not DeltaTable.is_deltatable(str(tmp_path / "scored"))
+    run = delta(tmp_path / "runs").iloc[0]
+    assert run.status == "rejected" and "models:/lakescore_churn@nope does not resolve" in run.error
+
+
+def run_job(*args, cwd=REPO):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run([sys.executable, "-m", "jobs.score", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_bad_config_exits_2_naming_file_and_key_before_spark_starts(tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text(yaml.safe_dump({"name": "x", "engine": "turbo"}))
+    proc = run_job("--conf", str(conf), "--partition", "ds=2024-06-01")
+    assert proc.returncode == 2
+    assert f"{conf}: engine: expected one of auto, embedded, native, got 'turbo'" in proc.stderr
+    assert "SparkContext" not in proc.stderr
+
+
+def test_missing_argument_is_a_usage_error():
+    proc = run_job("--conf", "conf/jobs/churn.yaml")
+    assert proc.returncode == 2 and "--partition" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_contract_break_exits_2_naming_the_column_and_writes_no_data(tmp_path, registry):
+    from deltalake import write_deltalake
+
+    source = write_demo_input(tmp_path / "full", days=1, rows_per_day=50)
+    write_deltalake(str(tmp_path / "customers"), source.drop(columns=["region"]), partition_by=["ds"])
+    proc = run_job("--conf", job_config(tmp_path, registry), "--partition", "ds=2024-06-01")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"input table {tmp_path / 'customers'} breaks the contract: column 'region' is missing" in proc.stdout
+    assert not DeltaTable.is_deltatable(str(tmp_path / "scored"))
+    assert not DeltaTable.is_deltatable(str(tmp_path / "quarantine"))
+
+
+@pytest.mark.e2e
+def test_spark_submit_runs_the_job_end_to_end(tmp_path, registry):
+    write_demo_input(tmp_path / "customers", days=1, rows_per_day=200)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    spark_submit = os.path.join(os.path.dirname(sys.executable), "spark-submit")
+    proc = subprocess.run(
+        [spark_submit, "--master", "local[2]", "jobs/score.py", "--conf", job_config(tmp_path, registry), "--partition", "ds=2024-06-01"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "succeeded (exit 0)" in proc.stdout and "rows in           200" in proc.stdout
+    runs = delta(tmp_path / "runs")
+    assert runs.iloc[0].rows_in == 200 == runs.iloc[0].rows_scored + runs.iloc[0].rows_quarantined
