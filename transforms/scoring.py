@@ -43,11 +43,14 @@ def score(
 ) -> Callable[[DataFrame], DataFrame]:
     """Score ``df`` with the pyfunc model at ``model_location``.
 
+    An iterator pandas UDF over a struct of the features: only the features travel to Python and
+    only the outputs come back; pass-through columns stay in the JVM.
+
     Args:
         model_location: a local model directory, or the name it was shipped under with ``addFile``.
         features: the model's input columns, passed as one named frame so the model sees names.
         outputs: the model's output columns and types (from its signature).
-        passthrough: columns copied from input to output row by row (keys, partition columns).
+        passthrough: columns copied from input to output (keys, partition columns).
 
     Returns:
         A transform whose output is ``passthrough`` + ``outputs``, in that order.
@@ -55,17 +58,14 @@ def score(
     features, passthrough = list(features), list(passthrough)
     names = outputs.fieldNames()
 
+    @F.pandas_udf(outputs)
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = model_cache.get(model_location)
+        for pdf in batches:
+            yield _as_frame(model.predict(pdf), names, len(pdf))
+
     def _(df: DataFrame) -> DataFrame:
-        schema = T.StructType([df.schema[c] for c in passthrough] + list(outputs.fields))
-
-        def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-            model = model_cache.get(model_location)
-            for pdf in batches:
-                frame = _as_frame(model.predict(pdf[features]), names, len(pdf)) if len(pdf) else pd.DataFrame(columns=names)
-                kept = pdf[passthrough].reset_index(drop=True)
-                yield pd.concat([kept, frame], axis=1)
-
-        columns = list(dict.fromkeys([*passthrough, *features]))
-        return df.select(*[F.col(c) for c in columns]).mapInPandas(predict, schema)
+        scored = df.select(*passthrough, predict(F.struct(*[F.col(c) for c in features])).alias("_prediction"))
+        return scored.select(*passthrough, *[F.col("_prediction")[n].alias(n) for n in names])
 
     return _

@@ -1,0 +1,115 @@
+"""Scoring throughput on this machine, all in one run and on the same data and model:
+
+* LakeScore's scoring stage (iterator pandas UDF, model loaded once per worker),
+* ``mlflow.pyfunc.spark_udf`` at its default Arrow batch size and at ours,
+* ``pyfunc.predict`` in one process, with all threads and pinned to one thread. Spark pins each
+  Python worker to one OpenMP thread, so cores x the one-thread figure is the ceiling here.
+
+``python -m bench.scoring --rows 1000000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from jobs.config import SparkConfig
+from jobs.logs import setup_logging
+from jobs.session import spark_session
+
+OUTPUTS = T.StructType([T.StructField("probability", T.DoubleType()), T.StructField("label", T.LongType())])
+
+
+def _timed_noop(df) -> float:
+    start = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--batch-size", type=int, default=100_000, help="Arrow batch size for LakeScore's stage")
+    p.add_argument("--master", default="local[2]")
+    args = p.parse_args(argv)
+    setup_logging()
+    logging.getLogger("lakescore").setLevel(logging.WARNING)
+
+    import mlflow
+
+    from jobs.demo.data import FEATURES
+    from jobs.demo.train import train_and_register, training_frame
+    from transforms.scoring import score
+
+    home = tempfile.mkdtemp(prefix="lakescore-bench-")
+    tracking = f"sqlite:///{home}/mlflow.db"
+    trained = train_and_register(tracking, f"{home}/artifacts")
+    model_dir = mlflow.artifacts.download_artifacts(f"models:/{trained.name}/{trained.version}", dst_path=f"{home}/model")
+
+    x, _ = training_frame(args.rows, seed=11)
+    pdf = x.assign(customer_id=range(len(x)))
+    model = mlflow.pyfunc.load_model(model_dir)
+    model.predict(pdf[FEATURES].head(1000))  # warm
+    from threadpoolctl import threadpool_limits
+
+    start = time.perf_counter()
+    model.predict(pdf[FEATURES])
+    single = time.perf_counter() - start
+    with threadpool_limits(1):
+        start = time.perf_counter()
+        model.predict(pdf[FEATURES])
+        single_thread = time.perf_counter() - start
+
+    with spark_session(SparkConfig(master=args.master, app_name="lakescore-bench", conf=(("spark.driver.memory", "6g"),))) as spark:
+        cores = spark.sparkContext.defaultParallelism
+        df = spark.createDataFrame(pdf).repartition(cores).cache()
+        df.count()
+        # a small frame with one partition per core, so every Python worker starts and loads the model
+        warm = spark.createDataFrame(pdf.head(20_000)).repartition(cores).cache()
+        warm.count()
+
+        def ours(frame):
+            return frame.transform(score(model_dir, FEATURES, OUTPUTS, ["customer_id"]))
+
+        udf = mlflow.pyfunc.spark_udf(spark, model_dir, result_type="probability double, label long", env_manager="local")
+
+        def theirs(frame):
+            return frame.select("customer_id", udf(F.struct(*[F.col(c) for c in FEATURES])).alias("p")).select("customer_id", "p.*")
+
+        methods = (
+            ("lakescore pandas_udf (iterator)", ours, args.batch_size),
+            ("mlflow spark_udf (default batch)", theirs, 10_000),
+            (f"mlflow spark_udf (batch {args.batch_size})", theirs, args.batch_size),
+        )
+        timings: dict[str, list[float]] = {name: [] for name, _, _ in methods}
+        # two rounds, best of each: the first round also pays the JVM's JIT warm-up
+        for _ in range(2):
+            for name, fn, batch in methods:
+                spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch))
+                _timed_noop(fn(warm))  # start workers and load the model, as any first batch would
+                timings[name].append(_timed_noop(fn(df)))
+        results = [(name, min(ts)) for name, ts in timings.items()]
+
+    best_udf = min(t for n, t in results if "spark_udf" in n)
+    print(f"\nscoring benchmark: {args.rows:,} rows, {args.master}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
+    print(f"{'method':<40}{'seconds':>10}{'rows/s':>14}{'vs best spark_udf':>20}")
+    for name, secs in [*results, ("pyfunc.predict, one process", single), ("pyfunc.predict, one thread", single_thread)]:
+        print(f"{name:<40}{secs:>10.2f}{args.rows / secs:>14,.0f}{best_udf / secs:>19.2f}x")
+    ours_rate = args.rows / results[0][1]
+    ceiling = cores * args.rows / single_thread
+    print(f"\nceiling ({cores} workers x one-thread predict): {ceiling:,.0f} rows/s; LakeScore reaches {ours_rate / ceiling:.0%} of it")
+    ratio = best_udf / results[0][1]
+    print(f"target (issue 2): LakeScore >= 2.0x the best spark_udf -> {ratio:.2f}x {'PASS' if ratio >= 2 else 'MISS'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
