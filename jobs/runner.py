@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark import StorageLevel
+from pyspark import SparkContext, StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -26,6 +26,7 @@ from jobs.ledger import RunRecord, append_run
 from jobs.logs import set_run_id
 from jobs.models import ModelError, ResolvedModel, resolve_model
 from jobs.partitions import PartitionError, parse_partition, partition_label
+from jobs.progress import progress
 from jobs.tables import read_table, resolve_engine, table_exists, table_version, write_table
 from transforms.contract import ContractError, check_contract, conform
 from transforms.preprocess import pipeline
@@ -73,7 +74,9 @@ def describe_error(exc: BaseException) -> str:
 def _timed(timings: dict[str, float], step: str, what: str) -> Iterator[None]:
     log.info("%s ...", what)
     start = time.perf_counter()
-    yield
+    sc = SparkContext._active_spark_context
+    with progress(sc, what) if sc is not None else contextlib.nullcontext():
+        yield
     took = time.perf_counter() - start
     timings[step] = round(timings.get(step, 0.0) + took, 3)
     log.info("%s done in %.1fs", what, took)

@@ -123,7 +123,7 @@ def test_nested_and_decimal_types_round_trip(spark, tmp_path):
             T.StructField("ds", T.DateType()),
         ]
     )
-    ts = dt.datetime(2024, 6, 1, 12, 30, 15, 123456, tzinfo=dt.timezone.utc)
+    ts = dt.datetime(2024, 6, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
     rows = [(1, decimal.Decimal("12.34"), ts, ["a", None], {"k": 1}, (1, "x"), D1), (2, None, None, None, None, None, D1)]
     path = str(tmp_path / "t")
     write_table(spark.createDataFrame(rows, schema), path, "embedded", mode="append", partition_by=["ds"])
