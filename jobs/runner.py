@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark import SparkContext, StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,7 +27,7 @@ from jobs.logs import set_run_id
 from jobs.models import ModelError, ResolvedModel, resolve_model
 from jobs.partitions import PartitionError, parse_partition, partition_label
 from jobs.progress import progress
-from jobs.tables import read_table, resolve_engine, table_exists, table_version, write_table
+from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, table_version, write_table
 from transforms.contract import ContractError, check_contract, conform
 from transforms.preprocess import pipeline
 from transforms.scoring import score
@@ -83,7 +83,7 @@ def _timed(timings: dict[str, float], step: str, what: str) -> Iterator[None]:
 
 
 def _required_columns(cfg: JobConfig, model: ResolvedModel) -> dict[str, T.DataType | None]:
-    """Columns the input must have. Feature types are checked after preprocessing (see below)."""
+    """Columns the input must have, of any type; feature types are checked after preprocessing."""
     needed: dict[str, T.DataType | None] = {}
     for c in (*cfg.keys, *cfg.output.passthrough, *rule_columns(cfg.rules), *(s.column for s in cfg.preprocessing), *model.features):
         needed.setdefault(c, None)
@@ -97,6 +97,15 @@ def _feature_types(model: ResolvedModel) -> dict[str, T.DataType | None]:
 
 def _scored_columns(cfg: JobConfig) -> list[str]:
     return list(dict.fromkeys([*cfg.keys, *cfg.output.passthrough, *cfg.input.partition_by]))
+
+
+def _replace_partition(
+    df: DataFrame, path: str, engine: str, cfg: JobConfig, spec: dict[str, Any], metadata: dict[str, str]
+) -> WriteResult:
+    """One transaction that replaces partition ``spec`` of ``path`` with ``df`` (which may be empty)."""
+    return write_table(
+        df, path, engine, mode="overwrite", partition_by=cfg.input.partition_by, replace_partitions=[spec], commit_metadata=metadata
+    )
 
 
 def score_partition(
@@ -114,7 +123,7 @@ def score_partition(
     label = partition_label(spec)
     timings = record.timings
     raw = read_table(spark, cfg.input.path, engine, [spec], input_version, cfg.scoring.batch_size)
-    casts = check_contract(raw.schema, _required_columns(cfg, model), cfg.input.path)
+    check_contract(raw.schema, _required_columns(cfg, model), cfg.input.path)
     # Feature types are a contract on what the model receives, so they are checked after preprocessing.
     prepared_schema = raw.transform(pipeline(cfg.preprocessing)).schema
     feature_casts = check_contract(prepared_schema, _feature_types(model), f"{cfg.input.path} (after preprocessing)")
@@ -125,21 +134,12 @@ def score_partition(
             quarantined = checked.where(is_quarantined()).select(
                 *raw.columns, REASONS, F.lit(record.run_id).alias("run_id"), F.lit(scored_at).alias("quarantined_at")
             )
-            write_table(
-                quarantined,
-                cfg.output.quarantine,
-                engine,
-                mode="overwrite",
-                partition_by=cfg.input.partition_by,
-                replace_partitions=[spec],
-                commit_metadata={"lakescore.run_id": record.run_id},
-            )
+            _replace_partition(quarantined, cfg.output.quarantine, engine, cfg, spec, {"lakescore.run_id": record.run_id})
 
         good = checked.where(~is_quarantined()).drop(REASONS)
         passthrough = _scored_columns(cfg)
         scored = (
-            good.transform(conform(casts))
-            .transform(pipeline(cfg.preprocessing))
+            good.transform(pipeline(cfg.preprocessing))
             .transform(conform(feature_casts))
             .transform(score(model_location, model.features, model.outputs, passthrough))
             .select(  # the scored table's contract: keys and pass-through, outputs, lineage, partition columns
@@ -155,15 +155,8 @@ def score_partition(
         )
         try:
             with _timed(timings, "score_write", f"partition {label}: scoring with {model.uri} and writing"):
-                result = write_table(
-                    scored,
-                    cfg.output.scored,
-                    engine,
-                    mode="overwrite",
-                    partition_by=cfg.input.partition_by,
-                    replace_partitions=[spec],
-                    commit_metadata={"lakescore.run_id": record.run_id, "lakescore.model": model.uri},
-                )
+                metadata = {"lakescore.run_id": record.run_id, "lakescore.model": model.uri}
+                result = _replace_partition(scored, cfg.output.scored, engine, cfg, spec, metadata)
                 record.scored_version = result.version
             with _timed(timings, "stats", f"partition {label}: computing statistics"):
                 group = list(cfg.input.partition_by)
