@@ -132,3 +132,32 @@ def test_nested_and_decimal_types_round_trip(spark, tmp_path):
     assert back[0].ts == ts.replace(tzinfo=None)  # the session time zone is UTC
     assert (back[0].tags, back[0].attrs, back[0].pt.asDict()) == (["a", None], {"k": 1}, {"a": 1, "b": "x"})
     assert [back[1].amount, back[1].tags, back[1].pt] == [None, None, None]
+
+
+def test_statistics_skip_files_that_cannot_match_and_never_lose_rows(spark, engine, tmp_path):
+    from pyspark.sql import functions as F
+
+    path = str(tmp_path / "t")
+    # built in Arrow, not pandas: pandas would turn the NaN into a null
+    low = pa.table({"id": list(range(0, 10)), "x": [float("nan")] + [1.0] * 9, "name": ["a"] * 10})
+    high = pa.table({"id": list(range(100, 110)), "x": [2000.0] * 10, "name": pa.nulls(10, pa.string())})
+    write_deltalake(path, low)
+    write_deltalake(path, high, mode="append")  # two files, disjoint id ranges
+    by_id = read_table(spark, path, engine).where(F.col("id") > 50)
+    assert sorted(r.id for r in by_id.collect()) == list(range(100, 110))
+    nulls = read_table(spark, path, engine).where(F.col("name").isNull())
+    assert nulls.count() == 10
+    # floating columns are not used for skipping: NaN is above every number in Spark
+    by_x = read_table(spark, path, engine).where(F.col("x") > 1000)
+    assert sorted(r.id for r in by_x.collect()) == [0, *range(100, 110)]
+    if engine == "embedded":
+        assert (by_id.rdd.getNumPartitions(), nulls.rdd.getNumPartitions(), by_x.rdd.getNumPartitions()) == (1, 1, 2)
+
+
+def test_read_as_of_a_timestamp_sees_that_snapshot(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    committed = DeltaTable(path).history()[0]["timestamp"]  # ms since the epoch
+    write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    as_of = dt.datetime.fromtimestamp(committed / 1000, dt.UTC).isoformat()
+    assert sorted(r.id for r in read_table(spark, path, engine, timestamp=as_of).collect()) == [0, 1]

@@ -79,8 +79,16 @@ def read_table(
     partitions: Sequence[PartitionSpec] | None = None,
     version: int | None = None,
     batch_size: int | None = None,
+    timestamp: str | None = None,
 ) -> DataFrame:
-    """Read a Delta table, pruned to ``partitions`` when given, at ``version`` when given."""
+    """Read a Delta table, pruned to ``partitions`` when given.
+
+    Args:
+        version: read this snapshot version (time travel); exclusive with ``timestamp``.
+        timestamp: read the snapshot as of this ISO 8601 instant (UTC unless it says otherwise).
+    """
+    if version is not None and timestamp is not None:
+        raise ValueError("read_table: give a version or a timestamp, not both")
     if engine == "native":
         reader = spark.read.format("delta")
     else:
@@ -89,6 +97,8 @@ def read_table(
             reader = reader.option("batch_size", str(batch_size))
     if version is not None:
         reader = reader.option("versionAsOf", str(version))
+    if timestamp is not None:
+        reader = reader.option("timestampAsOf", timestamp)
     df = reader.load(path) if engine == "native" else reader.option("path", path).load()
     return df.where(partition_predicate(partitions)) if partitions else df
 

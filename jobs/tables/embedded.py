@@ -41,7 +41,7 @@ from pyspark.sql.datasource import (
     LessThanOrEqual,
     WriterCommitMessage,
 )
-from pyspark.sql.types import StructType
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType, StructType
 
 FORMAT = "lakescore_delta"
 log = logging.getLogger("lakescore.delta")
@@ -56,10 +56,17 @@ if not logging.getLogger("lakescore").handlers:
 UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint", "vacuumProtocolCheck"}
 
 
-def _open(path: str, version: int | None = None):
+def _open(path: str, version: int | None = None, timestamp: str | None = None):
+    """The table at ``version``, or as of ``timestamp`` (ISO 8601), or its latest snapshot."""
     from deltalake import DeltaTable
 
-    return DeltaTable(path, version=version) if version is not None else DeltaTable(path)
+    if version is not None:
+        return DeltaTable(path, version=version)
+    table = DeltaTable(path)
+    if timestamp:
+        moment = dt.datetime.fromisoformat(timestamp)
+        table.load_as_version(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+    return table
 
 
 def _arrow_schema(table) -> pa.Schema:
@@ -113,6 +120,35 @@ def _matches(flt: Filter, value: Any) -> bool:
     return _COMPARE[type(flt)](value, flt.value)
 
 
+def _may_contain(flt: Filter, lo: Any, hi: Any, nulls: int | None, rows: int | None) -> bool:
+    """Whether a file whose column has these statistics can hold a row that passes ``flt``.
+
+    Missing statistics, or values that do not compare, keep the file: skipping must never lose rows.
+    """
+    if isinstance(flt, IsNull) or (isinstance(flt, EqualNullSafe) and flt.value is None):
+        return nulls is None or nulls > 0
+    if isinstance(flt, IsNotNull):
+        return nulls is None or rows is None or nulls < rows
+    if lo is None or hi is None:
+        return True
+    try:
+        if isinstance(flt, (EqualTo, EqualNullSafe)):
+            return lo <= flt.value <= hi
+        if isinstance(flt, In):
+            return any(v is not None and lo <= v <= hi for v in flt.value)
+        if isinstance(flt, GreaterThan):
+            return hi > flt.value
+        if isinstance(flt, GreaterThanOrEqual):
+            return hi >= flt.value
+        if isinstance(flt, LessThan):
+            return lo < flt.value
+        if isinstance(flt, LessThanOrEqual):
+            return lo <= flt.value
+    except TypeError:
+        return True
+    return True
+
+
 _PRUNABLE = (EqualTo, EqualNullSafe, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual, In, IsNull, IsNotNull)
 
 
@@ -128,41 +164,69 @@ class FileSlice(InputPartition):
 
 
 class DeltaReader(DataSourceReader):
-    def __init__(self, path: str, version: int | None, schema: StructType, batch_size: int) -> None:
-        self.path, self.version, self.batch_size = path, version, batch_size
+    def __init__(self, path: str, version: int | None, timestamp: str | None, schema: StructType, batch_size: int) -> None:
+        self.path, self.version, self.timestamp, self.batch_size = path, version, timestamp, batch_size
         self.spark_schema = schema
         self.partition_filters: list[Filter] = []
+        self.stats_filters: list[Filter] = []
+
+    def _table(self):
+        return _open(self.path, self.version, self.timestamp)
 
     def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
-        partition_columns = set(_open(self.path, self.version).metadata().partition_columns)
+        partition_columns = set(self._table().metadata().partition_columns)
+        # Floating columns are left out of statistics skipping: NaN sorts above every number in
+        # Spark but is not in min/max, so "x > 5" could skip a file holding NaN rows.
+        skippable = {
+            f.name
+            for f in self.spark_schema.fields
+            if f.name not in partition_columns and not isinstance(f.dataType, (FloatType, DoubleType, StructType, ArrayType, MapType))
+        }
         for flt in filters:
-            if isinstance(flt, _PRUNABLE) and len(flt.attribute) == 1 and flt.attribute[0] in partition_columns:
-                self.partition_filters.append(flt)
-            else:
-                yield flt
+            column = flt.attribute[0] if len(flt.attribute) == 1 else None
+            if isinstance(flt, _PRUNABLE) and column in partition_columns:
+                self.partition_filters.append(flt)  # exact on partition values: Spark need not re-check
+                continue
+            if isinstance(flt, _PRUNABLE) and column in skippable:
+                self.stats_filters.append(flt)  # file-level only: Spark still filters the rows
+            yield flt
 
     def partitions(self) -> Sequence[InputPartition]:
-        table = _open(self.path, self.version)
+        table = self._table()
         _check_readable(table, self.path)
         pcols = table.metadata().partition_columns
-        actions = pa.table(table.get_add_actions(flatten=False))
-        paths = actions.column("path").to_pylist()
-        typed_values = actions.column("partition").to_pylist() if pcols else [{}] * len(paths)
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
         kept: list[FileSlice] = []
-        for path, typed in zip(paths, typed_values, strict=True):
-            if all(_matches(f, typed[f.attribute[0]]) for f in self.partition_filters):
-                kept.append(FileSlice(path, tuple((c, typed[c]) for c in pcols)))
+        by_partition = by_stats = 0
+        for add in actions:
+            typed = {c: add.get(f"partition.{c}") for c in pcols}
+            if not all(_matches(f, typed[f.attribute[0]]) for f in self.partition_filters):
+                by_partition += 1
+                continue
+            if not all(self._file_may_match(f, add) for f in self.stats_filters):
+                by_stats += 1
+                continue
+            kept.append(FileSlice(add["path"], tuple((c, typed[c]) for c in pcols)))
         log.info(
-            "delta read %s v%s: %d of %d files planned (%d skipped by partition filters %s)",
+            "delta read %s v%s: %d of %d files planned (%d skipped by partition filters %s, %d by statistics %s)",
             self.path,
             table.version(),
             len(kept),
-            len(paths),
-            len(paths) - len(kept),
+            len(actions),
+            by_partition,
             [repr(f) for f in self.partition_filters],
+            by_stats,
+            [repr(f) for f in self.stats_filters],
         )
         # Spark needs at least one partition to produce an (empty) result with the right schema.
         return kept or [FileSlice("", ())]
+
+    @staticmethod
+    def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:
+        column = flt.attribute[0]
+        return _may_contain(
+            flt, add.get(f"min.{column}"), add.get(f"max.{column}"), add.get(f"null_count.{column}"), add.get("num_records")
+        )
 
     def read(self, partition: FileSlice) -> Iterator[pa.RecordBatch]:
         target = _target_schema(self.spark_schema)
@@ -413,13 +477,16 @@ class DeltaDataSource(DataSource):
         path = self._path()
         if not _exists(path):
             raise FileNotFoundError(f"no Delta table at {path}")
+        version, timestamp = self._as_of()
+        return from_arrow_schema(_arrow_schema(_open(path, version, timestamp)))
+
+    def _as_of(self) -> tuple[int | None, str | None]:
         version = self.options.get("versionAsOf")
-        return from_arrow_schema(_arrow_schema(_open(path, int(version) if version else None)))
+        return (int(version) if version else None), self.options.get("timestampAsOf")
 
     def reader(self, schema: StructType) -> DeltaReader:
-        version = self.options.get("versionAsOf")
         batch = int(self.options.get("batch_size", "65536"))
-        return DeltaReader(self._path(), int(version) if version else None, schema, batch)
+        return DeltaReader(self._path(), *self._as_of(), schema, batch)
 
     def writer(self, schema: StructType, overwrite: bool) -> DeltaWriter:
         return DeltaWriter(self._path(), schema, overwrite, dict(self.options))
