@@ -100,11 +100,23 @@ def _scored_columns(cfg: JobConfig) -> list[str]:
 
 
 def _replace_partition(
-    df: DataFrame, path: str, engine: str, cfg: JobConfig, spec: dict[str, Any], metadata: dict[str, str]
+    df: DataFrame, path: str, engine: str, cfg: JobConfig, spec: dict[str, Any], record: RunRecord, metadata: dict[str, str]
 ) -> WriteResult:
-    """One transaction that replaces partition ``spec`` of ``path`` with ``df`` (which may be empty)."""
+    """One transaction that replaces partition ``spec`` of ``path`` with ``df`` (which may be empty).
+
+    The Delta app transaction (job and partition, versioned by the run's start time) makes a
+    retried commit of the same run a no-op, while any later run still replaces the partition.
+    """
+    txn = (f"lakescore/{cfg.name}/{partition_label(spec)}", int(record.started_at.timestamp() * 1000))
     return write_table(
-        df, path, engine, mode="overwrite", partition_by=cfg.input.partition_by, replace_partitions=[spec], commit_metadata=metadata
+        df,
+        path,
+        engine,
+        mode="overwrite",
+        partition_by=cfg.input.partition_by,
+        replace_partitions=[spec],
+        commit_metadata=metadata,
+        app_transaction=txn,
     )
 
 
@@ -134,7 +146,7 @@ def score_partition(
             quarantined = checked.where(is_quarantined()).select(
                 *raw.columns, REASONS, F.lit(record.run_id).alias("run_id"), F.lit(scored_at).alias("quarantined_at")
             )
-            _replace_partition(quarantined, cfg.output.quarantine, engine, cfg, spec, {"lakescore.run_id": record.run_id})
+            _replace_partition(quarantined, cfg.output.quarantine, engine, cfg, spec, record, {"lakescore.run_id": record.run_id})
 
         good = checked.where(~is_quarantined()).drop(REASONS)
         passthrough = _scored_columns(cfg)
@@ -156,7 +168,7 @@ def score_partition(
         try:
             with _timed(timings, "score_write", f"partition {label}: scoring with {model.uri} and writing"):
                 metadata = {"lakescore.run_id": record.run_id, "lakescore.model": model.uri}
-                result = _replace_partition(scored, cfg.output.scored, engine, cfg, spec, metadata)
+                result = _replace_partition(scored, cfg.output.scored, engine, cfg, spec, record, metadata)
                 record.scored_version = result.version
             with _timed(timings, "stats", f"partition {label}: computing statistics"):
                 group = list(cfg.input.partition_by)

@@ -161,3 +161,22 @@ def test_read_as_of_a_timestamp_sees_that_snapshot(spark, engine, tmp_path):
     write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
     as_of = dt.datetime.fromtimestamp(committed / 1000, dt.UTC).isoformat()
     assert sorted(r.id for r in read_table(spark, path, engine, timestamp=as_of).collect()) == [0, 1]
+
+
+def test_app_transaction_makes_a_retried_write_commit_once(spark, engine, tmp_path):
+    import os
+
+    path = str(tmp_path / "t")
+    df = spark.createDataFrame(rows_for(D1, 3), SCHEMA)
+    write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 7))
+    files_after_first = {f for _, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")}
+    version = table_version(path)
+
+    write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 7))  # a retry
+    assert table_version(path) == version and read_table(spark, path, engine).count() == 3
+    if engine == "embedded":  # the retry's files were deleted, not left behind
+        assert {f for _, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")} == files_after_first
+
+    write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 8))
+    assert read_table(spark, path, engine).count() == 6
+    assert DeltaTable(path).transaction_version("job/ds=2024-06-01") == 8

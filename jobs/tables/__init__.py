@@ -128,6 +128,7 @@ def write_table(
     partition_by: Sequence[str] = (),
     replace_partitions: Sequence[PartitionSpec] | None = None,
     commit_metadata: Mapping[str, str] | None = None,
+    app_transaction: tuple[str, int] | None = None,
 ) -> WriteResult:
     """Write ``df`` as a Delta table.
 
@@ -135,6 +136,8 @@ def write_table(
         mode: ``append`` or ``overwrite``. With ``replace_partitions`` an overwrite replaces exactly
             those partitions (rows outside them fail the write); without, the whole table.
         commit_metadata: string pairs stored in the commit info (e.g. the run id).
+        app_transaction: ``(app_id, version)``: the write commits only if the table has not yet
+            seen this app id at this version or later, so a retried write never commits twice.
     """
     if mode not in ("append", "overwrite"):
         raise ValueError(f"mode must be append or overwrite, got {mode!r}")
@@ -147,6 +150,8 @@ def write_table(
             writer = writer.option("replaceWhere", _replace_where_sql(replace_partitions))
         if commit_metadata:
             writer = writer.option("userMetadata", json.dumps(dict(commit_metadata), sort_keys=True))
+        if app_transaction:
+            writer = writer.option("txnAppId", app_transaction[0]).option("txnVersion", str(app_transaction[1]))
         writer.save(path)
     else:
         writer = writer.format(FORMAT).option("path", path).option("partition_by", ",".join(partition_by))
@@ -155,6 +160,8 @@ def write_table(
             writer = writer.option("replace_partitions", json.dumps(specs))
         if commit_metadata:
             writer = writer.option("commit_metadata", json.dumps(dict(commit_metadata)))
+        if app_transaction:
+            writer = writer.option("txn_app_id", app_transaction[0]).option("txn_version", str(app_transaction[1]))
         writer.save()
     version = table_version(path)
     log.info("wrote %s (%s) -> version %s", path, mode, version)

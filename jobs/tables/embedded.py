@@ -379,6 +379,13 @@ class DeltaWriter(DataSourceArrowWriter):
             log.info("delta create %s: %d files committed", self.path, len(actions))
             return
         table = _open(self.path)
+        if self.txn_app_id and self.txn_version is not None:
+            done = table.transaction_version(self.txn_app_id)
+            if done is not None and done >= self.txn_version:
+                # delta-spark's txnAppId/txnVersion semantics: this write already committed once
+                log.info("delta %s: app transaction %s v%d already committed (at v%d): skipping", self.path, self.txn_app_id, self.txn_version, done)
+                self.abort(messages)
+                return
         existing = table.metadata().partition_columns
         if list(existing) != list(self.partition_by):
             raise ValueError(
