@@ -39,6 +39,7 @@ from pyspark.sql.datasource import (
     IsNull,
     LessThan,
     LessThanOrEqual,
+    Not,
     WriterCommitMessage,
 )
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType, StructType
@@ -107,6 +108,9 @@ _COMPARE = {
 
 
 def _matches(flt: Filter, value: Any) -> bool:
+    """Whether a partition value passes ``flt``, with SQL's null semantics (null never compares)."""
+    if isinstance(flt, Not):
+        return value is not None and not _matches(flt.child, value)
     if isinstance(flt, IsNull):
         return value is None
     if isinstance(flt, IsNotNull):
@@ -149,6 +153,14 @@ def _may_contain(flt: Filter, lo: Any, hi: Any, nulls: int | None, rows: int | N
     return True
 
 
+def _prunable(flt: Filter) -> bool:
+    """Filters evaluated exactly on partition values. NOT is taken over comparisons only, where
+    "value is not null and not child" is exactly SQL's NOT; over null tests it would not be."""
+    if isinstance(flt, Not):
+        return isinstance(flt.child, (EqualTo, In, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual))
+    return isinstance(flt, _PRUNABLE)
+
+
 _PRUNABLE = (EqualTo, EqualNullSafe, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual, In, IsNull, IsNotNull)
 
 
@@ -167,7 +179,7 @@ class DeltaReader(DataSourceReader):
     def __init__(self, path: str, version: int | None, timestamp: str | None, schema: StructType, batch_size: int) -> None:
         self.path, self.version, self.timestamp, self.batch_size = path, version, timestamp, batch_size
         self.spark_schema = schema
-        self.partition_filters: list[Filter] = []
+        self.partition_filters: list[tuple[str, Filter]] = []  # (partition column, filter)
         self.stats_filters: list[Filter] = []
 
     def _table(self):
@@ -183,9 +195,10 @@ class DeltaReader(DataSourceReader):
             if f.name not in partition_columns and not isinstance(f.dataType, (FloatType, DoubleType, StructType, ArrayType, MapType))
         }
         for flt in filters:
-            column = flt.attribute[0] if len(flt.attribute) == 1 else None
-            if isinstance(flt, _PRUNABLE) and column in partition_columns:
-                self.partition_filters.append(flt)  # exact on partition values: Spark need not re-check
+            attribute = getattr(flt.child if isinstance(flt, Not) else flt, "attribute", ())
+            column = attribute[0] if len(attribute) == 1 else None
+            if _prunable(flt) and column in partition_columns:
+                self.partition_filters.append((column, flt))  # exact on partition values: Spark need not re-check
                 continue
             if isinstance(flt, _PRUNABLE) and column in skippable:
                 self.stats_filters.append(flt)  # file-level only: Spark still filters the rows
@@ -200,7 +213,7 @@ class DeltaReader(DataSourceReader):
         by_partition = by_stats = 0
         for add in actions:
             typed = {c: add.get(f"partition.{c}") for c in pcols}
-            if not all(_matches(f, typed[f.attribute[0]]) for f in self.partition_filters):
+            if not all(_matches(f, typed[c]) for c, f in self.partition_filters):
                 by_partition += 1
                 continue
             if not all(self._file_may_match(f, add) for f in self.stats_filters):
@@ -214,7 +227,7 @@ class DeltaReader(DataSourceReader):
             len(kept),
             len(actions),
             by_partition,
-            [repr(f) for f in self.partition_filters],
+            [repr(f) for _, f in self.partition_filters],
             by_stats,
             [repr(f) for f in self.stats_filters],
         )
