@@ -180,3 +180,26 @@ def test_app_transaction_makes_a_retried_write_commit_once(spark, engine, tmp_pa
     write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 8))
     assert read_table(spark, path, engine).count() == 6
     assert DeltaTable(path).transaction_version("job/ds=2024-06-01") == 8
+
+
+def test_writes_roll_files_at_the_target_size_with_per_file_statistics(spark, tmp_path):
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "t")
+    rows = rows_for(D1, 3000) + rows_for(D2, 1000, 10_000)
+    df = spark.createDataFrame(rows, SCHEMA).coalesce(1)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+    try:
+        write_table(df, path, "embedded", mode="append", partition_by=["ds"], target_file_size=20_000)
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    actions = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
+    assert len(actions) > 2  # more than one file per partition
+    for a in actions:  # each file's statistics describe that file and no other
+        data = pq.read_table(f"{path}/{a['path']}")
+        assert a["num_records"] == data.num_rows
+        assert (a["min.id"], a["max.id"]) == (min(data["id"].to_pylist()), max(data["id"].to_pylist()))
+        assert a["null_count.name"] == data["name"].null_count
+    assert sorted(r[0] for r in delta_rs_rows(tmp_path / "t")) == sorted(r[0] for r in rows)
+    assert sum(a["num_records"] for a in actions) == len(rows)
+    assert read_table(spark, path, "embedded").count() == len(rows)

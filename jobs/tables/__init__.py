@@ -129,6 +129,7 @@ def write_table(
     replace_partitions: Sequence[PartitionSpec] | None = None,
     commit_metadata: Mapping[str, str] | None = None,
     app_transaction: tuple[str, int] | None = None,
+    target_file_size: int | None = None,
 ) -> WriteResult:
     """Write ``df`` as a Delta table.
 
@@ -162,6 +163,8 @@ def write_table(
             writer = writer.option("commit_metadata", json.dumps(dict(commit_metadata)))
         if app_transaction:
             writer = writer.option("txn_app_id", app_transaction[0]).option("txn_version", str(app_transaction[1]))
+        if target_file_size:
+            writer = writer.option("target_file_size", str(target_file_size))
         writer.save()
     version = table_version(path)
     log.info("wrote %s (%s) -> version %s", path, mode, version)

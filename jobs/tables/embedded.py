@@ -8,6 +8,7 @@ deletes them (``abort``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -297,25 +298,81 @@ def _stat_value(value: Any) -> Any:
     return value
 
 
+class FileStats:
+    """Delta per-file statistics (numRecords, minValues, maxValues, nullCount), accumulated batch by batch.
+
+    Nested, binary and boolean columns get null counts only; a column with a NaN or infinite
+    min/max anywhere in the file gets no min/max (they are not JSON, and would mislead skipping).
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.mins: dict[str, Any] = {}
+        self.maxs: dict[str, Any] = {}
+        self.nulls: dict[str, int] = {}
+        self.unbounded: set[str] = set()
+
+    def update(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            kind = column.type
+            if pa.types.is_nested(kind):
+                continue
+            self.nulls[name] = self.nulls.get(name, 0) + column.null_count
+            if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_boolean(kind):
+                continue
+            if column.null_count == len(column) or name in self.unbounded:
+                continue
+            bounds = pc.min_max(column)
+            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+            if _stat_value(lo) is None or _stat_value(hi) is None:
+                self.unbounded.add(name)
+                continue
+            self.mins[name] = lo if name not in self.mins else min(self.mins[name], lo)
+            self.maxs[name] = hi if name not in self.maxs else max(self.maxs[name], hi)
+
+    def json(self) -> str:
+        bounded = [c for c in self.mins if c not in self.unbounded]
+        return json.dumps(
+            {
+                "numRecords": self.rows,
+                "minValues": {c: _stat_value(self.mins[c]) for c in bounded},
+                "maxValues": {c: _stat_value(self.maxs[c]) for c in bounded},
+                "nullCount": self.nulls,
+            }
+        )
+
+
 def file_stats(table: pa.Table) -> str:
-    """Delta per-file statistics: numRecords, and minValues/maxValues/nullCount for leaf columns."""
-    mins: dict[str, Any] = {}
-    maxs: dict[str, Any] = {}
-    nulls: dict[str, int] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        t = column.type
-        if pa.types.is_nested(t):
-            continue
-        nulls[name] = column.null_count
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_boolean(t):
-            continue
-        if column.null_count == len(column):
-            continue
-        mm = pc.min_max(column)
-        lo, hi = _stat_value(mm["min"].as_py()), _stat_value(mm["max"].as_py())
-        if lo is not None and hi is not None:
-            mins[name], maxs[name] = lo, hi
-    return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
+    stats = FileStats()
+    stats.update(table)
+    return stats.json()
+
+
+@dataclass
+class _OpenFile:
+    relative: str
+    full: str
+    values: tuple[tuple[str, Any], ...]
+    writer: pq.ParquetWriter
+    stats: FileStats = field(default_factory=FileStats)
+    arrow_bytes: int = 0
+
+
+def _delete(full: str) -> None:
+    try:
+        if "://" in full:
+            import pyarrow.fs as pafs
+
+            fs, p = pafs.FileSystem.from_uri(full)
+            fs.delete_file(p)
+        else:
+            os.remove(full)
+    except OSError:
+        log.warning("could not delete %s", full)
+
+
+DEFAULT_TARGET_FILE_SIZE = 128 * 1024 * 1024
 
 
 class DeltaWriter(DataSourceArrowWriter):
@@ -328,37 +385,68 @@ class DeltaWriter(DataSourceArrowWriter):
         self.metadata = json.loads(options.get("commit_metadata") or "{}")
         self.txn_app_id = options.get("txn_app_id")
         self.txn_version = int(options["txn_version"]) if options.get("txn_version") else None
+        self.target_file_size = int(options.get("target_file_size") or DEFAULT_TARGET_FILE_SIZE)
         missing = [c for c in self.partition_by if c not in schema.fieldNames()]
         if missing:
             raise ValueError(f"Delta write to {path}: partition column(s) {missing} are not in the data")
 
     # -- executors ----------------------------------------------------------------------------
     def write(self, iterator: Iterator[pa.RecordBatch]) -> WrittenFiles:
-        batches = [b for b in iterator if b.num_rows]
-        if not batches:
-            return WrittenFiles([])
-        data = pa.Table.from_batches(batches)
-        groups = self._split(data)
-        adds = []
-        for values, part in groups:
-            directory = "/".join(f"{quote(c)}={quote(_hive_value(v))}" for c, v in values)
-            name = f"part-{uuid.uuid4().hex}.snappy.parquet"
-            relative = f"{directory}/{name}" if directory else name
-            full = _join(self.path, relative)
-            if "://" not in full:
-                os.makedirs(os.path.dirname(full), exist_ok=True)
-            files = part.drop_columns(self.partition_by)
-            pq.write_table(files, full, compression="snappy")
-            adds.append(
-                {
-                    "path": relative,
-                    "size": os.path.getsize(full) if "://" not in full else _remote_size(full),
-                    "partition_values": {c: partition_string(v) for c, v in values},
-                    "modification_time": int(time.time() * 1000),
-                    "stats": file_stats(files),
-                }
-            )
+        """Stream batches into one open Parquet file per partition, rolling at the target size.
+
+        Memory holds one batch and the open writers' row groups, not the task's rows. If the task
+        fails, every file it wrote is deleted before the error goes on.
+        """
+        open_files: dict[tuple[tuple[str, Any], ...], _OpenFile] = {}
+        adds: list[dict[str, Any]] = []
+        try:
+            for batch in iterator:
+                if not batch.num_rows:
+                    continue
+                for values, part in self._split(pa.Table.from_batches([batch])):
+                    data = part.drop_columns(self.partition_by)
+                    current = open_files.get(values) or open_files.setdefault(values, self._open(values, data.schema))
+                    current.writer.write_table(data)
+                    current.stats.update(data)
+                    current.arrow_bytes += data.nbytes
+                    if current.arrow_bytes >= self.target_file_size:
+                        adds.append(self._close(open_files.pop(values)))
+            while open_files:
+                adds.append(self._close(open_files.popitem()[1]))
+        except BaseException:
+            for current in open_files.values():
+                with contextlib.suppress(Exception):
+                    current.writer.close()
+                _delete(current.full)
+            for add in adds:
+                _delete(_join(self.path, add["path"]))
+            raise
         return WrittenFiles(adds)
+
+    def _open(self, values: tuple[tuple[str, Any], ...], schema: pa.Schema) -> _OpenFile:
+        directory = "/".join(f"{quote(c)}={quote(_hive_value(v))}" for c, v in values)
+        name = f"part-{uuid.uuid4().hex}.snappy.parquet"
+        relative = f"{directory}/{name}" if directory else name
+        full = _join(self.path, relative)
+        if "://" in full:
+            import pyarrow.fs as pafs
+
+            fs, where = pafs.FileSystem.from_uri(full)
+            writer = pq.ParquetWriter(where, schema, filesystem=fs, compression="snappy")
+        else:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            writer = pq.ParquetWriter(full, schema, compression="snappy")
+        return _OpenFile(relative, full, values, writer)
+
+    def _close(self, current: _OpenFile) -> dict[str, Any]:
+        current.writer.close()
+        return {
+            "path": current.relative,
+            "size": os.path.getsize(current.full) if "://" not in current.full else _remote_size(current.full),
+            "partition_values": {c: partition_string(v) for c, v in current.values},
+            "modification_time": int(time.time() * 1000),
+            "stats": current.stats.json(),
+        }
 
     def _split(self, data: pa.Table) -> list[tuple[tuple[tuple[str, Any], ...], pa.Table]]:
         if not self.partition_by:
@@ -414,17 +502,7 @@ class DeltaWriter(DataSourceArrowWriter):
     def abort(self, messages: list[WrittenFiles | None]) -> None:
         for message in messages:
             for add in message.adds if message is not None else []:
-                full = _join(self.path, add["path"])
-                try:
-                    if "://" in full:
-                        import pyarrow.fs as pafs
-
-                        fs, p = pafs.FileSystem.from_uri(full)
-                        fs.delete_file(p)
-                    else:
-                        os.remove(full)
-                except OSError:
-                    log.warning("abort: could not delete %s", full)
+                _delete(_join(self.path, add["path"]))
 
     def _delta_schema(self):
         from deltalake import Schema
