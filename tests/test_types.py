@@ -63,10 +63,9 @@ def test_every_type_written_by_spark_reads_back_exactly_with_delta_rs(spark, tmp
     path = str(tmp_path / "t")
     rows = [tuple(spark_value(k, r[k]) if r[k] is not None else None for k in SPARK_SCHEMA.fieldNames()) for r in expected_rows()]
     write_table(spark.createDataFrame(rows, SPARK_SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
-    table = pa.table(DeltaTable(path).to_pyarrow_table()) if hasattr(DeltaTable, "to_pyarrow_table") else pa.table(DeltaTable(path).to_pandas())
-    got = sorted(table.to_pylist(), key=lambda r: r["b"] is None)
+    got = sorted(DeltaTable(path).to_pyarrow_table().to_pylist(), key=lambda r: r["b"] is None)
     for want, have in zip(expected_rows(), got, strict=True):
-        for name, arrow_type in [(n, a) for n, _, a, _ in COLUMNS]:
+        for name, _, _, _ in COLUMNS:
             value = have[name]
             if name == "ts" and value is not None:
                 value = value.replace(tzinfo=None)
@@ -75,9 +74,8 @@ def test_every_type_written_by_spark_reads_back_exactly_with_delta_rs(spark, tmp
             if name == "st" and value is not None:
                 value = (value["x"], value["y"])
             assert value == want[name], name
-        schema = pa.schema(DeltaTable(path).schema().to_arrow())
-        assert {f.name: str(f.type) for f in schema}["dec"] == "decimal128(18, 4)"
-
+    schema = pa.schema(DeltaTable(path).schema().to_arrow())
+    assert {f.name: str(f.type) for f in schema}["dec"] == "decimal128(18, 4)"
 
 def test_every_type_written_by_delta_rs_reads_back_exactly_in_spark(spark, tmp_path):
     path = str(tmp_path / "t")

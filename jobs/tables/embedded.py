@@ -343,12 +343,6 @@ class FileStats:
         )
 
 
-def file_stats(table: pa.Table) -> str:
-    stats = FileStats()
-    stats.update(table)
-    return stats.json()
-
-
 @dataclass
 class _OpenFile:
     relative: str
