@@ -17,7 +17,28 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.tables.embedded import FORMAT, DeltaDataSource, partition_string
+from jobs.tables.embedded import (
+    FORMAT,
+    CommitPolicy,
+    ConcurrentWriteError,
+    DeltaDataSource,
+    SchemaMismatchError,
+    TableWriteError,
+    partition_string,
+)
+
+__all__ = [
+    "CommitPolicy",
+    "ConcurrentWriteError",
+    "SchemaMismatchError",
+    "TableWriteError",
+    "WriteResult",
+    "read_table",
+    "table_exists",
+    "table_version",
+    "vacuum",
+    "write_table",
+]
 
 log = logging.getLogger("lakescore.tables")
 
@@ -130,6 +151,10 @@ def write_table(
     commit_metadata: Mapping[str, str] | None = None,
     app_transaction: tuple[str, int] | None = None,
     target_file_size: int | None = None,
+    merge_schema: bool = False,
+    table_properties: Mapping[str, str] | None = None,
+    conflict: str = "fail",
+    max_retries: int = 3,
 ) -> WriteResult:
     """Write ``df`` as a Delta table.
 
@@ -139,9 +164,30 @@ def write_table(
         commit_metadata: string pairs stored in the commit info (e.g. the run id).
         app_transaction: ``(app_id, version)``: the write commits only if the table has not yet
             seen this app id at this version or later, so a retried write never commits twice.
+        merge_schema: add the data's new columns to the table (nullable; older rows read null) and
+            write columns the data lacks as null. Without it a write whose columns differ from the
+            table's raises SchemaMismatchError before any file is written. A changed type is
+            always refused.
+        table_properties: Delta table properties (``delta.*`` keys, e.g.
+            ``{"delta.logRetentionDuration": "interval 60 days"}``) set when this write creates the
+            table; an existing table keeps its own. delta-rs 1.6.6 refuses other keys.
+        conflict: ``fail`` (raise ConcurrentWriteError) or ``retry`` (commit on top) when another
+            writer committed to the partitions this write replaces after it was planned; see
+            ``CommitPolicy``. Appends never conflict. Embedded engine only: delta-spark has its own.
+        max_retries: bound on commit attempts after losing a race or, with ``retry``, a conflict.
+
+    Raises:
+        SchemaMismatchError: the data's columns differ from the table's (see ``merge_schema``).
+        ConcurrentWriteError: a conflicting concurrent commit; nothing was committed and this
+            write's files were deleted.
     """
     if mode not in ("append", "overwrite"):
         raise ValueError(f"mode must be append or overwrite, got {mode!r}")
+    CommitPolicy(conflict, max_retries)  # refuse bad options before Spark does any work
+    custom = sorted(k for k in (table_properties or {}) if not k.startswith("delta."))
+    if custom:
+        # delta-rs 1.6.6 (delta-kernel) fails "Error parsing property" on any other key at commit time
+        raise ValueError(f"Delta write to {path}: table properties must be delta.* keys, got {custom}")
     writer = df.write.mode(mode)
     if engine == "native":
         writer = writer.format("delta")
@@ -153,6 +199,10 @@ def write_table(
             writer = writer.option("userMetadata", json.dumps(dict(commit_metadata), sort_keys=True))
         if app_transaction:
             writer = writer.option("txnAppId", app_transaction[0]).option("txnVersion", str(app_transaction[1]))
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
+        for key, value in (table_properties or {}).items():  # delta-spark takes delta.* options as table properties on create
+            writer = writer.option(key, value)
         writer.save(path)
     else:
         writer = writer.format(FORMAT).option("path", path).option("partition_by", ",".join(partition_by))
@@ -165,7 +215,67 @@ def write_table(
             writer = writer.option("txn_app_id", app_transaction[0]).option("txn_version", str(app_transaction[1]))
         if target_file_size:
             writer = writer.option("target_file_size", str(target_file_size))
-        writer.save()
+        if merge_schema:
+            writer = writer.option("merge_schema", "true")
+        if table_properties:
+            writer = writer.option("table_properties", json.dumps(dict(table_properties)))
+        writer = writer.option("conflict", conflict).option("max_retries", str(max_retries))
+        try:
+            writer.save()
+        except Exception as err:
+            raise _lakescore_error(err) from err
     version = table_version(path)
     log.info("wrote %s (%s) -> version %s", path, mode, version)
     return WriteResult(path, version)
+
+
+def _lakescore_error(err: Exception) -> Exception:
+    """The LakeScore error a Python data source raised inside Spark, as its own class again.
+
+    Spark re-raises errors from the writer's planning and commit as its own exceptions whose text
+    holds the Python traceback; callers (and the job's exit codes) want ConcurrentWriteError or
+    SchemaMismatchError, so the last ``<module>.<Class>: message`` line of ours is lifted out.
+    """
+    text = str(err)
+    for cls in (ConcurrentWriteError, SchemaMismatchError, TableWriteError):
+        marker = f"{cls.__module__}.{cls.__name__}: "
+        at = text.rfind(marker)
+        if at < 0:
+            marker = f"{cls.__name__}: "
+            at = text.rfind(marker)
+        if at >= 0:
+            return cls(text[at + len(marker):].splitlines()[0].strip())
+    return err
+
+
+def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = True, allow_short_retention: bool = False) -> list[str]:
+    """Delete files under the table that its log no longer needs, or list them (``dry_run``, the default).
+
+    That is files removed from the table more than ``retention_hours`` ago, and files the log never
+    referenced (a killed writer's, a crashed job's) once they are that old: delta-rs's ``full``
+    vacuum, since its default mode only looks at files the log removed.
+
+    Args:
+        retention_hours: keep files younger than this; default the table's
+            ``delta.deletedFileRetentionDuration`` (one week unless set).
+        dry_run: only return what would be deleted.
+        allow_short_retention: required for a retention below the table's setting. A short
+            retention breaks time travel to older versions, and can delete the files of a write
+            that is running right now (they are not in the log until it commits), which would then
+            commit references to missing files: only use it when no writer is running.
+
+    Returns:
+        The deleted (or, with ``dry_run``, deletable) files, relative to the table root.
+    """
+    from deltalake import DeltaTable
+
+    if not table_exists(path):
+        raise FileNotFoundError(f"vacuum: no Delta table at {path}")
+    files = DeltaTable(path).vacuum(
+        retention_hours=retention_hours,
+        dry_run=dry_run,
+        enforce_retention_duration=not allow_short_retention,
+        full=True,
+    )
+    log.info("vacuum %s (retention %s h, dry_run=%s): %d file(s)", path, retention_hours, dry_run, len(files))
+    return sorted(files)

@@ -43,7 +43,7 @@ from pyspark.sql.datasource import (
     Not,
     WriterCommitMessage,
 )
-from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType, StructType
+from pyspark.sql.types import ArrayType, DataType, DoubleType, FloatType, MapType, StructField, StructType
 
 FORMAT = "lakescore_delta"
 log = logging.getLogger("lakescore.delta")
@@ -277,6 +277,90 @@ def _join(root: str, relative: str) -> str:
 # writing
 
 
+class TableWriteError(RuntimeError):
+    """A Delta write that LakeScore refused or could not commit; the message names the table."""
+
+
+class SchemaMismatchError(TableWriteError, ValueError):
+    """The data's schema differs from the table's and the write did not ask for (or allow) evolution."""
+
+
+class ConcurrentWriteError(TableWriteError):
+    """Another writer committed to the partitions this write replaces after this write was planned."""
+
+
+CONFLICT_MODES = ("fail", "retry")
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """What a commit does when it meets another writer's commit.
+
+    Attributes:
+        conflict: ``fail`` raises ConcurrentWriteError when a commit made after this write was
+            planned changed a partition this write replaces; ``retry`` commits on top of it (the
+            later writer's rows replace the earlier's, as a rerun would).
+        max_retries: how many times a commit that lost the race for the next log version is tried
+            again (and, with ``retry``, how many conflicts it rides over) before giving up.
+    """
+
+    conflict: str = "fail"
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.conflict not in CONFLICT_MODES:
+            raise ValueError(f"conflict must be one of {CONFLICT_MODES}, got {self.conflict!r}")
+        if not 0 <= self.max_retries <= 100:
+            raise ValueError(f"max_retries must be between 0 and 100, got {self.max_retries}")
+
+
+def _loose(kind: DataType) -> DataType:
+    """``kind`` with every nullability flag set: writes are checked on names and types only."""
+    if isinstance(kind, StructType):
+        return StructType([StructField(f.name, _loose(f.dataType), True) for f in kind.fields])
+    if isinstance(kind, ArrayType):
+        return ArrayType(_loose(kind.elementType), True)
+    if isinstance(kind, MapType):
+        return MapType(_loose(kind.keyType), _loose(kind.valueType), True)
+    return kind
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    """How a write's columns differ from its table's: by name, and by type where both have the column."""
+
+    new: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    changed: tuple[tuple[str, str, str], ...] = ()  # (column, table type, data type)
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.missing or self.changed)
+
+    def describe(self) -> str:
+        parts = []
+        if self.new:
+            parts.append(f"new column(s) {list(self.new)}")
+        if self.missing:
+            parts.append(f"missing column(s) {list(self.missing)}")
+        if self.changed:
+            parts.append("changed type(s) " + ", ".join(f"{c}: {t} -> {d}" for c, t, d in self.changed))
+        return "; ".join(parts)
+
+
+def schema_diff(table: StructType, data: StructType) -> SchemaDiff:
+    """Compare a write's Spark schema with its table's (nullability ignored, nested types compared whole)."""
+    ours = {f.name: f.dataType for f in table.fields}
+    theirs = {f.name: f.dataType for f in data.fields}
+    changed = tuple(
+        (name, ours[name].simpleString(), theirs[name].simpleString())
+        for name in ours
+        if name in theirs and _loose(ours[name]) != _loose(theirs[name])
+    )
+    return SchemaDiff(
+        new=tuple(n for n in theirs if n not in ours), missing=tuple(n for n in ours if n not in theirs), changed=changed
+    )
+
+
 @dataclass
 class WrittenFiles(WriterCommitMessage):
     """What one write task produced: add-actions as plain dicts (picklable)."""
@@ -362,6 +446,8 @@ def _delete(full: str) -> None:
             fs.delete_file(p)
         else:
             os.remove(full)
+    except FileNotFoundError:
+        pass  # already gone: abort after a task cleaned up after itself
     except OSError:
         log.warning("could not delete %s", full)
 
@@ -380,9 +466,19 @@ class DeltaWriter(DataSourceArrowWriter):
         self.txn_app_id = options.get("txn_app_id")
         self.txn_version = int(options["txn_version"]) if options.get("txn_version") else None
         self.target_file_size = int(options.get("target_file_size") or DEFAULT_TARGET_FILE_SIZE)
+        self.merge_schema = options.get("merge_schema", "false").lower() == "true"
+        self.table_properties = json.loads(options.get("table_properties") or "{}")
+        self.policy = CommitPolicy(options.get("conflict", "fail"), int(options.get("max_retries", "3")))
         missing = [c for c in self.partition_by if c not in schema.fieldNames()]
         if missing:
             raise ValueError(f"Delta write to {path}: partition column(s) {missing} are not in the data")
+        # The snapshot this write is based on, taken when Spark plans it (this runs on the driver):
+        # what other writers commit after it is what the commit checks for conflicts.
+        self.read_version: int | None = None
+        if _exists(path):
+            table = _open(path)
+            self.read_version = table.version()
+            self._commit_schema(table)  # a schema mismatch fails here, before any task writes a file
 
     # -- executors ----------------------------------------------------------------------------
     def write(self, iterator: Iterator[pa.RecordBatch]) -> WrittenFiles:
@@ -458,40 +554,188 @@ class DeltaWriter(DataSourceArrowWriter):
 
     # -- driver -------------------------------------------------------------------------------
     def commit(self, messages: list[WrittenFiles | None]) -> None:
-        from deltalake import CommitProperties
-        from deltalake.transaction import AddAction, Transaction, create_table_with_add_actions
+        """Commit every task's files as one Delta transaction (Spark calls ``abort`` if this raises).
+
+        Conflicts are judged here rather than by delta-rs: its checker treats a
+        ``create_write_transaction`` overwrite as having read the whole table, so two overwrites of
+        different partitions conflict, and it lets an overwrite commit over a concurrent append to
+        (or first fill of) the same partition, leaving both writers' rows. So the commit compares
+        the files of the snapshot it was planned on with the latest one, and asks delta-rs for
+        exactly the next log version (``max_commit_retries=0``): the log's put-if-absent makes that
+        atomic, so nothing can land between the check and the commit unnoticed.
+        """
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import AddAction
 
         adds = [a for m in messages if m is not None for a in m.adds]
         self._check_replace(adds)
         actions = [AddAction(a["path"], a["size"], a["partition_values"], a["modification_time"], True, a["stats"]) for a in adds]
-        schema = self._delta_schema()
-        txns = [Transaction(self.txn_app_id, self.txn_version)] if self.txn_app_id and self.txn_version is not None else None
-        props = CommitProperties(custom_metadata=self.metadata or None, app_transactions=txns)
-        if not _exists(self.path):
-            create_table_with_add_actions(
-                self.path, schema, actions, mode="append", partition_by=self.partition_by or None, commit_properties=props
-            )
-            log.info("delta create %s: %d files committed", self.path, len(actions))
-            return
-        table = _open(self.path)
-        if self.txn_app_id and self.txn_version is not None:
-            done = table.transaction_version(self.txn_app_id)
-            if done is not None and done >= self.txn_version:
-                # delta-spark's txnAppId/txnVersion semantics: this write already committed once
-                log.info("delta %s: app transaction %s v%d already committed (at v%d): skipping", self.path, self.txn_app_id, self.txn_version, done)
+        read_version = self.read_version
+        attempts = 0
+        evolved = False
+        last_error: Exception | None = None
+        while attempts <= self.policy.max_retries:
+            if not _exists(self.path):
+                if self._create(actions):
+                    return
+                continue  # another writer created the table first: commit into it
+            table = _open(self.path)
+            if self._already_committed(table):
                 self.abort(messages)
                 return
-        existing = table.metadata().partition_columns
-        if list(existing) != list(self.partition_by):
-            raise ValueError(
-                f"Delta write to {self.path}: table is partitioned by {existing}, the write by {self.partition_by}"
+            existing = table.metadata().partition_columns
+            if list(existing) != list(self.partition_by):
+                raise ValueError(
+                    f"Delta write to {self.path}: table is partitioned by {existing}, the write by {self.partition_by}"
+                )
+            schema = self._commit_schema(table)
+            if schema is not None and not self.overwrite:
+                if evolved:
+                    raise TableWriteError(f"Delta write to {self.path}: adding columns {self._describe_new(table)} did not take")
+                evolved = True
+                # delta-rs ignores the schema of an append, so new columns go in first, in their own
+                # (metadata-only) commit; if the append then fails they stay, null, which is what a
+                # retried write would add again anyway.
+                # The app transaction belongs to the data commit: recorded here, it would skip that.
+                table.alter.add_columns(self._new_fields(table), commit_properties=self._props(app_transaction=False))
+                log.info("delta %s: added column(s) %s", self.path, self._describe_new(table))
+                continue
+            clashes = self._conflicts(table, read_version)
+            if clashes:
+                where = self._describe(clashes)
+                if self.policy.conflict == "fail":
+                    raise ConcurrentWriteError(
+                        f"Delta write to {self.path}: partition(s) {where} were changed by another writer's commit "
+                        f"(version(s) {_after(read_version)}..{table.version()}) after this write's snapshot "
+                        f"({_planned(read_version)}); nothing was committed (conflict='fail')"
+                    )
+                attempts += 1
+                log.warning(
+                    "delta %s: partition(s) %s changed since %s; committing on top (conflict='retry')",
+                    self.path, where, _planned(read_version),
+                )
+            read_version = table.version()  # what this attempt has checked against
+            mode = "overwrite" if self.overwrite else "append"
+            try:
+                table.create_write_transaction(
+                    actions,
+                    mode,
+                    schema if schema is not None else table.schema(),
+                    partition_by=self.partition_by or None,
+                    partition_filters=self._replace_filters() if self.overwrite else None,
+                    commit_properties=self._props(max_commit_retries=0),
+                )
+            except CommitFailedError as err:
+                if (_open(self.path).version() or 0) <= table.version():
+                    raise  # not a lost race: retrying would not help
+                attempts += 1
+                last_error = err
+                log.info("delta %s: another commit took version %d; checking again", self.path, table.version() + 1)
+                continue
+            log.info("delta %s %s: %d files committed (replace=%s)", mode, self.path, len(actions), self.replace)
+            return
+        raise ConcurrentWriteError(
+            f"Delta write to {self.path}: could not commit {self._describe(None)} after "
+            f"{self.policy.max_retries + 1} attempts: other writers kept committing first"
+        ) from last_error
+
+    def _props(self, max_commit_retries: int | None = None, app_transaction: bool = True):
+        from deltalake import CommitProperties
+        from deltalake.transaction import Transaction
+
+        with_txn = app_transaction and self.txn_app_id and self.txn_version is not None
+        txns = [Transaction(self.txn_app_id, self.txn_version)] if with_txn else None
+        return CommitProperties(custom_metadata=self.metadata or None, app_transactions=txns, max_commit_retries=max_commit_retries)
+
+    def _create(self, actions: list) -> bool:
+        """Create the table with these files; False when another writer created it first."""
+        from deltalake.exceptions import DeltaError
+        from deltalake.transaction import create_table_with_add_actions
+
+        try:
+            create_table_with_add_actions(
+                self.path,
+                self._delta_schema(),
+                actions,
+                mode="error",  # never write over a table another writer has just created
+                partition_by=self.partition_by or None,
+                configuration=self.table_properties or None,
+                commit_properties=self._props(),
             )
-        mode = "overwrite" if self.overwrite else "append"
-        filters = self._replace_filters() if self.overwrite else None
-        table.create_write_transaction(
-            actions, mode, schema, partition_by=self.partition_by or None, partition_filters=filters, commit_properties=props
-        )
-        log.info("delta %s %s: %d files committed (replace=%s)", mode, self.path, len(actions), self.replace)
+        except DeltaError as err:
+            if _exists(self.path):
+                log.info("delta %s: created by another writer meanwhile; committing into it", self.path)
+                return False
+            raise TableWriteError(f"Delta write to {self.path}: could not create the table: {err}") from err
+        log.info("delta create %s: %d files committed, properties %s", self.path, len(actions), self.table_properties)
+        return True
+
+    def _already_committed(self, table) -> bool:
+        if not (self.txn_app_id and self.txn_version is not None):
+            return False
+        done = table.transaction_version(self.txn_app_id)
+        if done is not None and done >= self.txn_version:
+            # delta-spark's txnAppId/txnVersion semantics: this write already committed once
+            log.info("delta %s: app transaction %s v%d already committed (at v%d): skipping", self.path, self.txn_app_id, self.txn_version, done)
+            return True
+        return False
+
+    def _commit_schema(self, table):
+        """The Delta schema to commit with, None when the table's own fits; raises on a mismatch.
+
+        New columns are added (nullable) only with ``merge_schema``; with it, columns the data lacks
+        are written as nulls. A changed type is always refused: old files could not be read as it.
+        """
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        diff = schema_diff(from_arrow_schema(_arrow_schema(table)), self.spark_schema)
+        if not diff:
+            return None
+        if diff.changed or not self.merge_schema:
+            hint = "" if diff.changed else "; pass merge_schema=True to add new columns"
+            raise SchemaMismatchError(
+                f"Delta write to {self.path}: the data's schema differs from the table's: {diff.describe()}{hint}"
+            )
+        required = [f.name for f in table.schema().fields if f.name in diff.missing and not f.nullable]
+        if required:
+            raise SchemaMismatchError(f"Delta write to {self.path}: missing column(s) {required} are not nullable in the table")
+        if not diff.new:
+            return None
+        from deltalake import Schema
+
+        return Schema(list(table.schema().fields) + self._new_fields(table))
+
+    def _describe_new(self, table) -> list[str]:
+        return [f.name for f in self._new_fields(table)]
+
+    def _new_fields(self, table) -> list:
+        from deltalake import Field
+
+        known = {f.name for f in table.schema().fields}
+        return [Field(f.name, f.type, nullable=True) for f in self._delta_schema().fields if f.name not in known]
+
+    def _conflicts(self, table, since: int | None) -> list[dict[str, str | None]]:
+        """Partitions this write replaces whose files another commit added or removed after ``since``.
+
+        Appends never conflict (blind appends commute, as in Delta's WriteSerializable level);
+        an overwrite of named partitions conflicts only on those; a whole-table overwrite on any change.
+        """
+        if not self.overwrite or since == table.version():
+            return []
+        now = _files_by_partition(table)
+        before = _files_by_partition(_open(self.path, since)) if since is not None else {}
+        touched: list[dict[str, str | None]] = []
+        for path in now.keys() ^ before.keys():
+            values = now.get(path) or before[path]
+            replaced = self.replace is None or any(all(values.get(c) == v for c, v in spec.items()) for spec in self.replace)
+            if replaced and values not in touched:
+                touched.append(values)
+        return touched
+
+    def _describe(self, partitions: list[dict[str, str | None]] | None) -> str:
+        specs = partitions if partitions is not None else (self.replace or [])
+        text = ", ".join("/".join(f"{c}={v}" for c, v in spec.items()) or "(unpartitioned)" for spec in specs)
+        return text or "the whole table"
 
     def abort(self, messages: list[WrittenFiles | None]) -> None:
         for message in messages:
@@ -542,6 +786,21 @@ def _remote_size(uri: str) -> int:
 
     fs, p = pafs.FileSystem.from_uri(uri)
     return fs.get_file_info(p).size
+
+
+def _files_by_partition(table) -> dict[str, dict[str, str | None]]:
+    """Active data files of a snapshot and their partition values, in the log's string form."""
+    prefix = "partition."
+    rows = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    return {r["path"]: {k[len(prefix):]: partition_string(v) for k, v in r.items() if k.startswith(prefix)} for r in rows}
+
+
+def _after(version: int | None) -> int:
+    return 0 if version is None else version + 1
+
+
+def _planned(version: int | None) -> str:
+    return "a time the table did not exist" if version is None else f"version {version}"
 
 
 def _exists(path: str) -> bool:
