@@ -122,7 +122,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class RuleConfig:
-    """One row rule. ``kind`` is not_null | range | allowed_values | expression."""
+    """One row rule. ``kind`` is not_null | range | allowed_values | regex | unique | expression."""
 
     kind: str
     name: str
@@ -131,18 +131,52 @@ class RuleConfig:
     max: float | None = None
     values: tuple[Any, ...] = ()
     expr: str | None = None
+    pattern: str | None = None
+    columns: tuple[str, ...] = ()  # unique: the key columns
+    allow_nan: bool = False  # range: NaN and +/-inf pass instead of breaking the rule
+
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        """The input columns the rule reads (an expression's are known only to Spark)."""
+        return self.columns or ((self.column,) if self.column else ())
 
 
 @dataclass(frozen=True)
 class StepConfig:
-    """One preprocessing step. ``kind`` is cast | fill_null | clip | log1p."""
+    """One preprocessing step: ``kind`` (the YAML ``step``), its column, and its other keys.
+
+    ``params`` holds the other keys as sorted (key, value) pairs with lists as tuples and
+    mappings as tuples of pairs, so the step is immutable and compares by value.
+    """
 
     kind: str
-    column: str
+    column: str | None
     params: tuple[tuple[str, Any], ...] = ()
 
     def param(self, key: str, default: Any = None) -> Any:
         return dict(self.params).get(key, default)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The step as it is written in YAML (and in a model's ``lakescore/pipeline.json``)."""
+        spec: dict[str, Any] = {"step": self.kind}
+        if self.column is not None:
+            spec["column"] = self.column
+        for key, value in self.params:
+            if key == "mapping" or (self.kind == "rename" and key == "columns"):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            spec[key] = value
+        if "reference" in spec:  # fill_null from a training statistic is written value: {reference: ...}
+            spec["value"] = {"reference": spec.pop("reference")}
+        return spec
+
+
+@dataclass(frozen=True)
+class ContractConfig:
+    """Declared input columns and their types (Spark type names), checked before anything runs."""
+
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,7 +201,9 @@ class JobConfig:
     output: OutputConfig
     model: ModelConfig
     rules: tuple[RuleConfig, ...] = ()
-    preprocessing: tuple[StepConfig, ...] = ()
+    preprocessing: tuple[StepConfig, ...] | None = None  # None: not declared, the model's pipeline is used
+    preprocessing_override: bool = False
+    contract: ContractConfig = field(default_factory=ContractConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
 
@@ -183,17 +219,46 @@ class JobConfig:
 
 RULE_KINDS = {
     "not_null": {"column"},
-    "range": {"column", "min", "max"},
+    "range": {"column", "min", "max", "allow_nan"},
     "allowed_values": {"column", "values"},
+    "regex": {"column", "pattern"},
+    "unique": {"columns"},
     "expression": {"expr"},
 }
+# the keys of each step besides ``step``; ``column`` is required where listed
 STEP_KINDS = {
-    "cast": {"to"},
-    "fill_null": {"value"},
-    "clip": {"lower", "upper"},
-    "log1p": set(),
+    "cast": {"column", "to"},
+    "fill_null": {"column", "value"},
+    "clip": {"column", "lower", "upper"},
+    "log1p": {"column"},
+    "bucketize": {"column", "splits"},
+    "map_categories": {"column", "mapping", "other"},
+    "derive": {"column", "expr"},
+    "select": {"columns"},
+    "rename": {"columns"},
 }
 CAST_TYPES = ("double", "float", "long", "int", "string", "boolean", "date", "timestamp")
+REFERENCE_STATISTICS = ("median", "mean", "min", "max", "mode")
+# type names a contract may declare -> Spark's simpleString for them
+CONTRACT_TYPES = {
+    "boolean": "boolean",
+    "byte": "tinyint", "tinyint": "tinyint",
+    "short": "smallint", "smallint": "smallint",
+    "int": "int", "integer": "int",
+    "long": "bigint", "bigint": "bigint",
+    "float": "float",
+    "double": "double",
+    "string": "string",
+    "binary": "binary",
+    "date": "date",
+    "timestamp": "timestamp",
+}
+
+
+def _bool(value: Any, where: _Where) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(f"expected true or false, got {value!r}")
+    return value
 
 
 def _rule(raw: Any, where: _Where) -> RuleConfig:
@@ -202,6 +267,14 @@ def _rule(raw: Any, where: _Where) -> RuleConfig:
         raise (where / "type").error(f"unknown rule type {kind!r} (known: {', '.join(RULE_KINDS)})")
     raw = _mapping(raw, where, {"type", "name"} | RULE_KINDS[kind])
     column = _ident(_req(raw, "column", where), where / "column") if "column" in RULE_KINDS[kind] else None
+    if kind == "unique":
+        columns = _idents(_req(raw, "columns", where), where / "columns")
+        if not columns:
+            raise (where / "columns").error("expected at least one column")
+        if len(set(columns)) != len(columns):
+            raise (where / "columns").error(f"columns repeat: {list(columns)}")
+        name = _ident(raw.get("name") or "unique_" + "_".join(columns), where / "name")
+        return RuleConfig(kind, name, columns=columns)
     name = _ident(raw.get("name") or f"{kind}_{column}", where / "name")
     if kind == "range":
         lo = _number(raw["min"], where / "min") if raw.get("min") is not None else None
@@ -210,23 +283,37 @@ def _rule(raw: Any, where: _Where) -> RuleConfig:
             raise where.error("a range rule needs min, max or both")
         if lo is not None and hi is not None and lo > hi:
             raise (where / "min").error(f"min {lo} is greater than max {hi}")
-        return RuleConfig(kind, name, column, min=lo, max=hi)
+        allow_nan = _bool(raw.get("allow_nan", False), where / "allow_nan")
+        return RuleConfig(kind, name, column, min=lo, max=hi, allow_nan=allow_nan)
     if kind == "allowed_values":
         values = _req(raw, "values", where)
         if not isinstance(values, list) or not values:
             raise (where / "values").error("expected a non-empty list")
         return RuleConfig(kind, name, column, values=tuple(values))
+    if kind == "regex":
+        pattern = _str(_req(raw, "pattern", where), where / "pattern")
+        try:  # Spark uses Java regexes; Python's parser catches the errors both share before Spark starts
+            re.compile(pattern)
+        except re.error as exc:
+            raise (where / "pattern").error(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return RuleConfig(kind, name, column, pattern=pattern)
     if kind == "expression":
         return RuleConfig(kind, name, expr=_str(_req(raw, "expr", where), where / "expr"))
     return RuleConfig(kind, name, column)
 
 
+def _scalar(value: Any, where: _Where) -> Any:
+    if not isinstance(value, (int, float, str, bool)):
+        raise where.error(f"expected a scalar, got {value!r}")
+    return value
+
+
 def _step(raw: Any, where: _Where) -> StepConfig:
-    kind = _str(_mapping(raw, where, {"step", "column", *set().union(*STEP_KINDS.values())}).get("step"), where / "step")
+    kind = _str(_mapping(raw, where, {"step", *set().union(*STEP_KINDS.values())}).get("step"), where / "step")
     if kind not in STEP_KINDS:
         raise (where / "step").error(f"unknown step {kind!r} (known: {', '.join(STEP_KINDS)})")
-    raw = _mapping(raw, where, {"step", "column"} | STEP_KINDS[kind])
-    column = _ident(_req(raw, "column", where), where / "column")
+    raw = _mapping(raw, where, {"step"} | STEP_KINDS[kind])
+    column = _ident(_req(raw, "column", where), where / "column") if "column" in STEP_KINDS[kind] else None
     params: dict[str, Any] = {}
     if kind == "cast":
         to = _str(_req(raw, "to", where), where / "to")
@@ -235,16 +322,94 @@ def _step(raw: Any, where: _Where) -> StepConfig:
         params["to"] = to
     elif kind == "fill_null":
         value = _req(raw, "value", where)
-        if not isinstance(value, (int, float, str, bool)):
-            raise (where / "value").error(f"expected a scalar, got {value!r}")
-        params["value"] = value
+        if isinstance(value, Mapping):
+            ref = _mapping(value, where / "value", {"reference"})
+            statistic = _str(_req(ref, "reference", where / "value"), where / "value" / "reference")
+            if statistic not in REFERENCE_STATISTICS:
+                raise (where / "value" / "reference").error(
+                    f"unknown statistic {statistic!r} (known: {', '.join(REFERENCE_STATISTICS)})"
+                )
+            params["reference"] = statistic
+        else:
+            params["value"] = _scalar(value, where / "value")
     elif kind == "clip":
         lo = _number(_req(raw, "lower", where), where / "lower")
         hi = _number(_req(raw, "upper", where), where / "upper")
         if lo > hi:
             raise (where / "lower").error(f"lower {lo} is greater than upper {hi}")
         params.update(lower=lo, upper=hi)
+    elif kind == "bucketize":
+        splits = _req(raw, "splits", where)
+        if not isinstance(splits, list) or len(splits) < 2:
+            raise (where / "splits").error(f"expected a list of at least two numbers, got {splits!r}")
+        splits = [_number(v, where / "splits" / i) for i, v in enumerate(splits)]
+        for i in range(1, len(splits)):
+            if not splits[i] > splits[i - 1]:  # also refuses NaN
+                raise (where / "splits" / i).error(f"splits must increase strictly: {splits[i]} after {splits[i - 1]}")
+        params["splits"] = tuple(splits)
+    elif kind == "map_categories":
+        mapping = _req(raw, "mapping", where)
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise (where / "mapping").error(f"expected a non-empty mapping of value: category, got {mapping!r}")
+        pairs = []
+        for k, v in mapping.items():
+            pairs.append((str(_scalar(k, where / "mapping")), str(_scalar(v, where / "mapping" / str(k)))))
+        params["mapping"] = tuple(sorted(pairs))
+        params["other"] = str(_scalar(raw.get("other", "other"), where / "other"))
+    elif kind == "derive":
+        params["expr"] = _str(_req(raw, "expr", where), where / "expr")
+    elif kind == "select":
+        columns = _idents(_req(raw, "columns", where), where / "columns")
+        if not columns:
+            raise (where / "columns").error("expected at least one column")
+        if len(set(columns)) != len(columns):
+            raise (where / "columns").error(f"columns repeat: {list(columns)}")
+        params["columns"] = columns
+    elif kind == "rename":
+        mapping = _req(raw, "columns", where)
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise (where / "columns").error(f"expected a non-empty mapping of old: new column names, got {mapping!r}")
+        pairs = [(_ident(k, where / "columns"), _ident(v, where / "columns" / str(k))) for k, v in mapping.items()]
+        targets = [new for _, new in pairs]
+        if len(set(targets)) != len(targets):
+            raise (where / "columns").error(f"two columns renamed to the same name: {targets}")
+        params["columns"] = tuple(pairs)  # in the order written
     return StepConfig(kind, column, tuple(sorted(params.items())))
+
+
+def parse_steps(raw: Any, where: _Where) -> tuple[StepConfig, ...]:
+    if not isinstance(raw, list):
+        raise where.error("expected a list of steps")
+    return tuple(_step(x, where / i) for i, x in enumerate(raw))
+
+
+def steps_from_spec(spec: Any, source: str) -> tuple[StepConfig, ...]:
+    """Parse a pipeline spec (``{"steps": [...]}``, as logged with a model); errors name ``source``."""
+    root = _Where(source)
+    raw = _mapping(spec, root, {"format", "steps"})
+    return parse_steps(raw.get("steps") or [], root / "steps")
+
+
+def pipeline_spec(steps: tuple[StepConfig, ...]) -> dict[str, Any]:
+    """The spec a trainer logs with its model as ``lakescore/pipeline.json``."""
+    return {"format": 1, "steps": [s.to_spec() for s in steps]}
+
+
+def diff_steps(ours: tuple[StepConfig, ...], theirs: tuple[StepConfig, ...], ours_name: str, theirs_name: str) -> list[str]:
+    """Every difference between two pipelines as ``preprocessing[i].field: A has x, B has y``."""
+    diffs = []
+    for i in range(max(len(ours), len(theirs))):
+        a = ours[i].to_spec() if i < len(ours) else None
+        b = theirs[i].to_spec() if i < len(theirs) else None
+        if a is None or b is None:
+            present, name = (b, theirs_name) if a is None else (a, ours_name)
+            missing = ours_name if a is None else theirs_name
+            diffs.append(f"preprocessing[{i}]: {name} has {json.dumps(present)}, {missing} has no step {i}")
+            continue
+        for key in sorted(set(a) | set(b), key=lambda k: (k != "step", k != "column", k)):
+            if a.get(key) != b.get(key):
+                diffs.append(f"preprocessing[{i}].{key}: {ours_name} has {a.get(key)!r}, {theirs_name} has {b.get(key)!r}")
+    return diffs
 
 
 def parse_config(raw: Any, source: str) -> JobConfig:
@@ -253,7 +418,10 @@ def parse_config(raw: Any, source: str) -> JobConfig:
     raw = _mapping(
         raw,
         root,
-        {"name", "engine", "keys", "input", "output", "model", "validation", "preprocessing", "scoring", "spark"},
+        {
+            "name", "engine", "keys", "input", "output", "model", "validation", "preprocessing",
+            "preprocessing_override", "contract", "scoring", "spark",
+        },
     )
     engine = raw.get("engine", "auto")
     if engine not in ENGINES:
@@ -293,10 +461,20 @@ def parse_config(raw: Any, source: str) -> JobConfig:
     if len(set(names)) != len(names):
         raise (w / "rules").error(f"rule names must be unique: {names}")
 
-    steps_raw = raw.get("preprocessing") or []
-    if not isinstance(steps_raw, list):
-        raise (root / "preprocessing").error("expected a list of steps")
-    steps = tuple(_step(x, root / "preprocessing" / i) for i, x in enumerate(steps_raw))
+    # absent means "use the model's pipeline"; an empty list declares that there are no steps
+    steps = parse_steps(raw["preprocessing"], root / "preprocessing") if raw.get("preprocessing") is not None else None
+    override = _bool(raw.get("preprocessing_override", False), root / "preprocessing_override")
+
+    w = root / "contract"
+    c = _mapping(raw.get("contract"), w, {"columns"})
+    declared = _mapping(c.get("columns"), w / "columns", set(c.get("columns") or {}))
+    contract_columns = []
+    for col, typ in declared.items():
+        _ident(col, w / "columns")
+        if not isinstance(typ, str) or typ.lower() not in CONTRACT_TYPES:
+            raise (w / "columns" / col).error(f"unknown type {typ!r} (known: {', '.join(CONTRACT_TYPES)})")
+        contract_columns.append((col, CONTRACT_TYPES[typ.lower()]))
+    contract = ContractConfig(tuple(contract_columns))
 
     w = root / "scoring"
     s = _mapping(raw.get("scoring"), w, {"batch_size"})
@@ -324,6 +502,8 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         model=model,
         rules=rules,
         preprocessing=steps,
+        preprocessing_override=override,
+        contract=contract,
         scoring=scoring,
         spark=spark,
     )
