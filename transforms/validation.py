@@ -1,10 +1,15 @@
-"""Row rules: each row gets the list of every rule it breaks; rows with none go on to scoring."""
+"""Row rules: each row gets the list of every rule it breaks; rows with none go on to scoring.
+
+Row rules look at one row; ``unique`` looks at the rows sharing a key, within the frame it is
+given (the job validates one partition at a time, so a key must be unique within its partition).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -17,24 +22,34 @@ REASON_TYPE = T.ArrayType(
             T.StructField("rule", T.StringType(), False),
             T.StructField("column", T.StringType(), True),
             T.StructField("message", T.StringType(), False),
+            # last, so tables written before it existed only gain a field; one per rule type
+            T.StructField("code", T.StringType(), False),
         ]
     ),
     containsNull=False,
 )
 
 
-def _is_number(dtype: T.DataType) -> bool:
-    return isinstance(dtype, T.NumericType)
+def _is_float(schema: T.StructType, column: str) -> bool:
+    return isinstance(schema[column].dataType, (T.DoubleType, T.FloatType))
 
 
-def _failure(rule: RuleConfig, schema: T.StructType) -> tuple[Column, str]:
-    """The condition under which a row breaks ``rule`` (never null), and the message to record."""
+def _not_finite(col: Column) -> Column:
+    return F.isnan(col) | (F.abs(col) == F.lit(float("inf")))
+
+
+def _dup_count(columns: Sequence[str]) -> str:
+    return "_lakescore_dup_" + "_".join(columns)
+
+
+def _failure(rule: RuleConfig, schema: T.StructType) -> tuple[Column, Column]:
+    """The condition under which a row breaks ``rule``, and the message to record."""
     if rule.kind == "not_null":
         col = F.col(rule.column)
         broken = col.isNull()
-        if isinstance(schema[rule.column].dataType, (T.DoubleType, T.FloatType)):
+        if _is_float(schema, rule.column):
             broken = broken | F.isnan(col)
-        return broken, f"{rule.column} is null"
+        return broken, F.lit(f"{rule.column} is null")
     if rule.kind == "range":
         col = F.col(rule.column)
         out = F.lit(False)
@@ -43,29 +58,51 @@ def _failure(rule: RuleConfig, schema: T.StructType) -> tuple[Column, str]:
         if rule.max is not None:
             out = out | (col > F.lit(rule.max))
         bounds = f"[{'-inf' if rule.min is None else format(rule.min, 'g')}, {'inf' if rule.max is None else format(rule.max, 'g')}]"
-        if isinstance(schema[rule.column].dataType, (T.DoubleType, T.FloatType)):
-            # NaN compares greater than everything in Spark; name it explicitly so no NaN slips through
-            out = out | F.isnan(col) | (F.abs(col) == F.lit(float("inf")))
-            return col.isNotNull() & out, f"{rule.column} is outside {bounds} or not a finite number"
-        return col.isNotNull() & out, f"{rule.column} is outside {bounds}"
+        if not _is_float(schema, rule.column):
+            return col.isNotNull() & out, F.lit(f"{rule.column} is outside {bounds}")
+        if rule.allow_nan:
+            # NaN compares greater than every number in Spark and inf beyond any bound: let them through
+            return col.isNotNull() & ~_not_finite(col) & out, F.lit(f"{rule.column} is outside {bounds}")
+        # named explicitly so that no NaN slips through whatever the bounds are
+        return col.isNotNull() & (out | _not_finite(col)), F.lit(f"{rule.column} is outside {bounds} or not a finite number")
     if rule.kind == "allowed_values":
         col = F.col(rule.column)
         allowed = ", ".join(map(str, rule.values))
-        return col.isNotNull() & ~col.isin(list(rule.values)), f"{rule.column} is not one of [{allowed}]"
+        return col.isNotNull() & ~col.isin(list(rule.values)), F.lit(f"{rule.column} is not one of [{allowed}]")
+    if rule.kind == "regex":
+        col = F.col(rule.column)
+        # rlike finds the pattern anywhere in the value; anchor it (^...$) to match the whole value
+        return col.isNotNull() & ~col.cast("string").rlike(rule.pattern), F.lit(f"{rule.column} does not match {rule.pattern}")
+    if rule.kind == "unique":
+        # SQL's UNIQUE: a key with a null part is not compared (not_null rules catch those)
+        complete = reduce(lambda acc, c: acc & F.col(c).isNotNull(), rule.columns, F.lit(True))
+        count = F.col(_dup_count(rule.columns))
+        key = ", ".join(rule.columns)
+        message = F.format_string(f"({key}) is duplicated: %d rows share this key", count)
+        return complete & (count > 1), message
     if rule.kind == "expression":
         # a null result is a failure: the expression could not say the row is good
-        return ~F.coalesce(F.expr(rule.expr), F.lit(False)), f"expression is false: {rule.expr}"
+        return ~F.coalesce(F.expr(rule.expr), F.lit(False)), F.lit(f"expression is false: {rule.expr}")
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
 def rule_columns(rules: Sequence[RuleConfig]) -> set[str]:
-    return {r.column for r in rules if r.column}
+    return {c for r in rules for c in r.read_columns}
+
+
+def _with_key_counts(df: DataFrame, rules: Sequence[RuleConfig]) -> DataFrame:
+    """Rows per key of every unique rule, as helper columns: one window (one shuffle) per key."""
+    keys = list(dict.fromkeys(r.columns for r in rules if r.kind == "unique"))
+    return df.select(
+        "*", *[F.count(F.lit(1)).over(Window.partitionBy(*[F.col(c) for c in key])).alias(_dup_count(key)) for key in keys]
+    )
 
 
 def validate(rules: Sequence[RuleConfig]) -> Callable[[DataFrame], DataFrame]:
     """Add ``quarantine_reasons``: one struct per broken rule (empty when the row is good).
 
-    Every rule is evaluated, so a row carries all its reasons, not just the first.
+    Every rule is evaluated, so a row carries all its reasons, not just the first; every row of a
+    duplicated key is quarantined, not all but one (which of them is right is not ours to guess).
     """
 
     def _(df: DataFrame) -> DataFrame:
@@ -77,13 +114,15 @@ def validate(rules: Sequence[RuleConfig]) -> Callable[[DataFrame], DataFrame]:
             broken, message = _failure(rule, df.schema)
             reason = F.struct(
                 F.lit(rule.name).alias("rule"),
-                F.lit(rule.column).cast("string").alias("column"),
-                F.lit(message).alias("message"),
+                F.lit(", ".join(rule.read_columns) or None).cast("string").alias("column"),
+                message.alias("message"),
+                F.lit(rule.kind).alias("code"),
             )
             checks.append(F.when(F.coalesce(broken, F.lit(False)), reason))
         if not checks:
             checks = [F.lit(None).cast(REASON_TYPE.elementType)]
-        return df.select("*", F.filter(F.array(*checks), lambda r: r.isNotNull()).alias(REASONS))
+        reasons = F.filter(F.array(*checks), lambda r: r.isNotNull()).alias(REASONS)
+        return df.transform(lambda d: _with_key_counts(d, rules)).select(*[F.col(c) for c in df.columns], reasons)
 
     return _
 
