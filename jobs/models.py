@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from pyspark.sql import types as T
 
-from jobs.config import ModelConfig
+from jobs.config import ConfigError, ModelConfig, StepConfig, steps_from_spec
 
 log = logging.getLogger("lakescore.models")
 
@@ -40,6 +43,35 @@ class ResolvedModel:
     features: tuple[str, ...]
     inputs: T.StructType  # the signature's input columns and types (those it declares)
     outputs: T.StructType
+    pipeline: tuple[StepConfig, ...] | None = None  # lakescore/pipeline.json, when the trainer logged one
+    reference: dict[str, Any] | None = None  # lakescore/reference.json, likewise
+
+
+def _artifacts(local: str, uri: str) -> tuple[tuple[StepConfig, ...] | None, dict[str, Any] | None]:
+    """The pipeline spec and training reference logged with the model, if any.
+
+    Raises:
+        ModelError: a file is there but cannot be read as one.
+    """
+    folder = Path(local) / "lakescore"
+    out: list[Any] = []
+    for name in ("pipeline.json", "reference.json"):
+        path = folder / name
+        if not path.is_file():
+            out.append(None)
+            continue
+        try:
+            out.append(json.loads(path.read_text()))
+        except ValueError as exc:
+            raise ModelError(f"model {uri}: lakescore/{name} is not valid JSON: {exc}") from None
+    spec, reference = out
+    steps = None
+    if spec is not None:
+        try:
+            steps = steps_from_spec(spec, f"model {uri} lakescore/pipeline.json")
+        except ConfigError as exc:
+            raise ModelError(str(exc)) from None
+    return steps, reference
 
 
 def _outputs(signature, uri: str) -> T.StructType:
@@ -95,5 +127,10 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
         [T.StructField(spec.name, spec.type.to_spark(), True) for spec in signature.inputs.inputs if getattr(spec, "name", None)]
     )
     outputs = _outputs(signature, uri)
-    log.info("model %s resolved to %s (run %s), features=%s outputs=%s", cfg.uri, uri, run_id, list(features), outputs.simpleString())
-    return ResolvedModel(cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs)
+    steps, reference = _artifacts(local, uri)
+    log.info(
+        "model %s resolved to %s (run %s), features=%s outputs=%s, pipeline: %s",
+        cfg.uri, uri, run_id, list(features), outputs.simpleString(),
+        "none logged" if steps is None else f"{len(steps)} step(s)",
+    )
+    return ResolvedModel(cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs, steps, reference)

@@ -21,15 +21,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.config import ConfigError, JobConfig
+from jobs.config import ConfigError, JobConfig, StepConfig, diff_steps
 from jobs.ledger import RunRecord, append_run
 from jobs.logs import set_run_id
 from jobs.models import ModelError, ResolvedModel, resolve_model
 from jobs.partitions import PartitionError, parse_partition, partition_label
 from jobs.progress import progress
+from jobs.reference import fitted_values
 from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, table_version, write_table
 from transforms.contract import ContractError, check_contract, conform
-from transforms.preprocess import pipeline
+from transforms.preprocess import PipelineError, input_columns, output_columns, pipeline
 from transforms.scoring import score
 from transforms.stats import input_profile, prediction_profile
 from transforms.validation import REASONS, is_quarantined, rule_columns, validate
@@ -37,7 +38,7 @@ from transforms.validation import REASONS, is_quarantined, rule_columns, validat
 log = logging.getLogger("lakescore.run")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
-USAGE_ERRORS = (ConfigError, ContractError, PartitionError, ModelError)
+USAGE_ERRORS = (ConfigError, ContractError, PartitionError, ModelError, PipelineError)
 
 LINEAGE = ("model_name", "model_version", "run_id", "scored_at")
 
@@ -82,17 +83,76 @@ def _timed(timings: dict[str, float], step: str, what: str) -> Iterator[None]:
     log.info("%s done in %.1fs", what, took)
 
 
-def _required_columns(cfg: JobConfig, model: ResolvedModel) -> dict[str, T.DataType | None]:
-    """Columns the input must have, of any type; feature types are checked after preprocessing."""
-    needed: dict[str, T.DataType | None] = {}
-    for c in (*cfg.keys, *cfg.output.passthrough, *rule_columns(cfg.rules), *(s.column for s in cfg.preprocessing), *model.features):
+# a contract's type names (jobs.config.CONTRACT_TYPES values) as Spark types
+SPARK_TYPES: dict[str, T.DataType] = {
+    "boolean": T.BooleanType(),
+    "tinyint": T.ByteType(),
+    "smallint": T.ShortType(),
+    "int": T.IntegerType(),
+    "bigint": T.LongType(),
+    "float": T.FloatType(),
+    "double": T.DoubleType(),
+    "string": T.StringType(),
+    "binary": T.BinaryType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run does to every partition, settled once before the first one is read."""
+
+    steps: tuple[StepConfig, ...]
+    fitted: dict[int, Any]
+    reasons_with_code: bool = True  # False while the quarantine table predates the reason's code field
+
+
+def choose_pipeline(cfg: JobConfig, model: ResolvedModel) -> tuple[StepConfig, ...]:
+    """The preprocessing to run: the one the model was trained with, unless the config says otherwise.
+
+    Raises:
+        PipelineError: the config declares steps that differ from the model's, without
+            ``preprocessing_override: true``. The message lists every difference.
+    """
+    if model.pipeline is None:
+        if cfg.preprocessing is not None:
+            log.info("preprocessing: %d step(s) from the job config (model %s logged no pipeline)", len(cfg.preprocessing), model.uri)
+        return cfg.preprocessing or ()
+    if cfg.preprocessing is None or cfg.preprocessing == model.pipeline:
+        log.info("preprocessing: %d step(s) from model %s (lakescore/pipeline.json)", len(model.pipeline), model.uri)
+        return model.pipeline
+    diffs = diff_steps(model.pipeline, cfg.preprocessing, "the model", "the config")
+    if cfg.preprocessing_override:
+        log.warning(
+            "preprocessing_override: scoring with the config's preprocessing, not the one model %s was trained with: %s",
+            model.uri, "; ".join(diffs),
+        )
+        return cfg.preprocessing
+    raise PipelineError(
+        f"{cfg.source}: preprocessing differs from the pipeline model {model.uri} was trained with "
+        f"(lakescore/pipeline.json): {'; '.join(diffs)}. Remove preprocessing from the config to use the model's, "
+        "or set preprocessing_override: true to score with the config's anyway"
+    )
+
+
+def _required_columns(cfg: JobConfig, model: ResolvedModel, steps: Sequence[StepConfig]) -> dict[str, T.DataType | None]:
+    """Columns the input must have: the declared contract with its types, then, of any type, what
+    the rules and steps read and the features the steps do not create (their types are checked
+    after preprocessing)."""
+    needed: dict[str, T.DataType | None] = {c: SPARK_TYPES[t] for c, t in cfg.contract.columns}
+    created = output_columns(steps)
+    features = [f for f in model.features if f not in created]
+    for c in (*cfg.keys, *cfg.output.passthrough, *sorted(rule_columns(cfg.rules)), *input_columns(steps), *features):
         needed.setdefault(c, None)
     return needed
 
 
-def _feature_types(model: ResolvedModel) -> dict[str, T.DataType | None]:
+def _feature_types(model: ResolvedModel, passthrough: Sequence[str]) -> dict[str, T.DataType | None]:
+    """What scoring needs after preprocessing: the features with the signature's types, and the
+    pass-through columns (a ``select`` or ``rename`` step must keep them)."""
     declared = {f.name: f.dataType for f in model.inputs.fields}
-    return {c: declared.get(c) for c in model.features}
+    return {c: declared.get(c) for c in model.features} | {c: None for c in passthrough if c not in model.features}
 
 
 def _scored_columns(cfg: JobConfig) -> list[str]:
@@ -126,6 +186,7 @@ def score_partition(
     engine: str,
     model: ResolvedModel,
     model_location: str,
+    plan: Plan,
     spec: dict[str, Any],
     input_version: int,
     record: RunRecord,
@@ -135,23 +196,29 @@ def score_partition(
     label = partition_label(spec)
     timings = record.timings
     raw = read_table(spark, cfg.input.path, engine, [spec], input_version, cfg.scoring.batch_size)
-    check_contract(raw.schema, _required_columns(cfg, model), cfg.input.path)
-    # Feature types are a contract on what the model receives, so they are checked after preprocessing.
-    prepared_schema = raw.transform(pipeline(cfg.preprocessing)).schema
-    feature_casts = check_contract(prepared_schema, _feature_types(model), f"{cfg.input.path} (after preprocessing)")
+    input_casts = check_contract(raw.schema, _required_columns(cfg, model, plan.steps), cfg.input.path)
+    prepare = pipeline(plan.steps, plan.fitted)
+    passthrough = _scored_columns(cfg)
+    # Feature types are a contract on what the model receives, so they are checked after preprocessing;
+    # Spark analyses the plan here, so a step that cannot run fails before any row is read.
+    prepared_schema = raw.transform(conform(input_casts)).transform(prepare).schema
+    feature_casts = check_contract(prepared_schema, _feature_types(model, passthrough), f"{cfg.input.path} (after preprocessing)")
 
     checked = raw.transform(validate(cfg.rules)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with _timed(timings, "quarantine_write", f"partition {label}: validating and writing quarantined rows"):
-            quarantined = checked.where(is_quarantined()).select(
-                *raw.columns, REASONS, F.lit(record.run_id).alias("run_id"), F.lit(scored_at).alias("quarantined_at")
+            reasons = F.col(REASONS)
+            if not plan.reasons_with_code:
+                reasons = F.transform(reasons, lambda r: F.struct(r["rule"].alias("rule"), r["column"].alias("column"), r["message"].alias("message")))
+            quarantined = checked.where(is_quarantined()).select(  # the quarantine table's contract: the rows as they came
+                *raw.columns, reasons.alias(REASONS), F.lit(record.run_id).alias("run_id"), F.lit(scored_at).alias("quarantined_at")
             )
             _replace_partition(quarantined, cfg.output.quarantine, engine, cfg, spec, record, {"lakescore.run_id": record.run_id})
 
         good = checked.where(~is_quarantined()).drop(REASONS)
-        passthrough = _scored_columns(cfg)
         scored = (
-            good.transform(pipeline(cfg.preprocessing))
+            good.transform(conform(input_casts))
+            .transform(prepare)
             .transform(conform(feature_casts))
             .transform(score(model_location, model.features, model.outputs, passthrough))
             .select(  # the scored table's contract: keys and pass-through, outputs, lineage, partition columns
@@ -172,7 +239,9 @@ def score_partition(
                 record.scored_version = result.version
             with _timed(timings, "stats", f"partition {label}: computing statistics"):
                 group = list(cfg.input.partition_by)
-                profile = checked.transform(input_profile(model.features, [r.name for r in cfg.rules], group)).unionByName(
+                # the input's view of the features: those the raw rows have (derived ones appear after preprocessing)
+                profiled = [f for f in model.features if f in raw.columns]
+                profile = checked.transform(input_profile(profiled, [r.name for r in cfg.rules], group)).unionByName(
                     scored.transform(prediction_profile(model.outputs, group))
                 )
                 # The aggregates are a few rows per feature and metric: small enough for the driver.
@@ -218,6 +287,19 @@ def _write_stats(spark: SparkSession, cfg: JobConfig, engine: str, rows: list[di
     write_table(df, cfg.output.stats, engine, mode="append", partition_by=cfg.input.partition_by, commit_metadata={"lakescore.run_id": run_id})
 
 
+def _reasons_with_code(spark: SparkSession, cfg: JobConfig, engine: str) -> bool:
+    """Whether quarantine reasons carry ``code``: a table created before the field existed keeps its
+    schema (the engines do not evolve schemas), so its rows are written without it."""
+    if not table_exists(cfg.output.quarantine):
+        return True
+    schema = read_table(spark, cfg.output.quarantine, engine).schema
+    reasons = schema[REASONS].dataType if REASONS in schema.fieldNames() else None
+    if isinstance(reasons, T.ArrayType) and isinstance(reasons.elementType, T.StructType) and "code" not in reasons.elementType.fieldNames():
+        log.warning("quarantine table %s predates the reasons' code field; writing reasons without it (recreate the table to get it)", cfg.output.quarantine)
+        return False
+    return True
+
+
 def _ship_model(spark: SparkSession, model: ResolvedModel) -> str:
     """Send the model's files to every executor once; workers load it by this name."""
     if spark.sparkContext.master.startswith("local"):
@@ -251,10 +333,12 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
         with _timed(record.timings, "resolve_model", f"resolving model {cfg.model.uri}"):
             model = resolve_model(cfg.model)
         record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
+        steps = choose_pipeline(cfg, model)
+        plan = Plan(steps, fitted_values(steps, model.reference, f"model {model.uri} lakescore/reference.json"), _reasons_with_code(spark, cfg, engine))
         location = _ship_model(spark, model)
         scored_at = dt.datetime.now(dt.UTC)
         for spec in specs:
-            part, stats_rows = score_partition(spark, cfg, engine, model, location, spec, record.input_version, record, scored_at)
+            part, stats_rows = score_partition(spark, cfg, engine, model, location, plan, spec, record.input_version, record, scored_at)
             result.partitions.append(part)
             result.stats_rows.extend(stats_rows)
         with _timed(record.timings, "stats_write", "writing statistics"):

@@ -51,8 +51,11 @@ def engine(request, spark):
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    """A local MLflow registry holding the demo churn model as version 1 with alias @champion."""
+def registry(tmp_path_factory, spark):
+    """A local MLflow registry holding the demo churn model as version 1 with alias @champion.
+
+    The trainer runs the preprocessing pipeline on the suite's SparkSession (it would start its own otherwise).
+    """
     import mlflow
 
     from jobs.demo.train import train_and_register

@@ -165,3 +165,89 @@ def test_spark_submit_runs_the_job_end_to_end(tmp_path, registry):
     assert "succeeded (exit 0)" in proc.stdout and "rows in           200" in proc.stdout
     runs = delta(tmp_path / "runs")
     assert runs.iloc[0].rows_in == 200 == runs.iloc[0].rows_scored + runs.iloc[0].rows_quarantined
+
+
+# --- train/serve parity: the pipeline the model was trained with ---------------------------------
+
+
+def pipeline_b():
+    """The demo pipeline (A, the one the registry's model was trained with) with support_calls clipped to 0."""
+    import copy
+
+    from jobs.demo.train import DEMO_PIPELINE
+
+    steps = copy.deepcopy(DEMO_PIPELINE)
+    assert steps[3]["step"] == "clip" and steps[3]["column"] == "support_calls"
+    steps[3]["upper"] = 0
+    return steps
+
+
+@pytest.fixture
+def small(tmp_path, registry, spark):
+    source = write_demo_input(tmp_path / "customers", days=1, rows_per_day=120)
+    return tmp_path, source
+
+
+def test_model_carries_its_pipeline_and_reference(model_dir):
+    import json
+
+    from jobs.demo.train import DEMO_PIPELINE, FEATURES
+
+    spec = json.loads((REPO / model_dir / "lakescore" / "pipeline.json").read_text())
+    assert [s["step"] for s in spec["steps"]] == [s["step"] for s in DEMO_PIPELINE]
+    ref = json.loads((REPO / model_dir / "lakescore" / "reference.json").read_text())
+    assert set(ref["features"]) == set(FEATURES)
+    charges = ref["features"]["monthly_charges"]
+    assert len(charges["bins"]["edges"]) == 11 and sum(charges["bins"]["proportions"]) == pytest.approx(1.0)
+    assert set(ref["features"]["plan"]["frequencies"]) == ALLOWED_PLANS
+    (fill,) = ref["fitted"]
+    assert (fill["column"], fill["statistic"]) == ("monthly_charges", "median")
+
+
+def test_config_pipeline_that_differs_from_the_models_is_refused_and_nothing_is_written(small, registry, capsys):
+    tmp_path, _ = small
+    conf = job_config(tmp_path, registry, preprocessing=pipeline_b())
+    assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 2
+    expected = "preprocessing[3].upper: the model has 20.0, the config has 0.0"
+    assert expected in capsys.readouterr().out
+    assert not DeltaTable.is_deltatable(str(tmp_path / "scored"))
+    assert not DeltaTable.is_deltatable(str(tmp_path / "quarantine"))
+    run = delta(tmp_path / "runs").iloc[0]
+    assert (run.status, run.exit_code) == ("rejected", 2) and expected in run.error and "preprocessing_override" in run.error
+
+
+def test_preprocessing_override_scores_with_the_configs_pipeline_and_warns(small, registry, model_dir, capsys):
+    import json
+
+    import mlflow.pyfunc
+
+    tmp_path, source = small
+    conf = job_config(tmp_path, registry, preprocessing=pipeline_b(), preprocessing_override=True)
+    assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 0
+    assert "preprocessing_override: scoring with the config's preprocessing" in capsys.readouterr().err
+
+    # what pipeline B makes of the good rows, written out by hand with pandas, scored by the model itself
+    day = source[~expected_quarantine(source)].sort_values("customer_id")
+    median = json.loads((REPO / model_dir / "lakescore" / "reference.json").read_text())["fitted"][0]["value"]
+    features = pd.DataFrame(
+        {
+            "tenure_months": day["tenure_months"].astype("float64"),
+            "monthly_charges": day["monthly_charges"].fillna(median),
+            "total_charges": day["total_charges"],
+            "support_calls": np.minimum(np.maximum(day["support_calls"].astype("float64"), 0), 0),
+            "plan": day["plan"],
+            "region": day["region"],  # the demo's regions all map to themselves
+        }
+    )
+    expected = mlflow.pyfunc.load_model(model_dir).predict(features)["probability"].to_numpy()
+    scored = delta(tmp_path / "scored").sort_values("customer_id")
+    assert list(scored["customer_id"]) == list(day["customer_id"].astype("int64"))
+    np.testing.assert_allclose(scored["probability"].to_numpy(), expected, rtol=1e-9)
+
+
+def test_declared_contract_widens_int_to_long_and_scores(small, registry, capsys):
+    tmp_path, source = small
+    conf = job_config(tmp_path, registry)
+    assert main(["--conf", conf, "--partition", "ds=2024-06-01", "--set", "contract.columns.tenure_months=long"]) == 0
+    assert "contract: widening tenure_months from int to bigint" in capsys.readouterr().err
+    assert len(delta(tmp_path / "scored")) == (~expected_quarantine(source)).sum()

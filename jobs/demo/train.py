@@ -1,21 +1,53 @@
-"""Train the demo churn model, log it with a signature and an input example, register it, alias it."""
+"""Train the demo churn model on data passed through the LakeScore preprocessing pipeline, log it
+with a signature, an input example, the pipeline spec and the training reference, register it, alias it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from jobs.demo.data import FEATURES, customers
+from jobs.config import StepConfig, steps_from_spec
+from jobs.demo.data import FEATURES, INPUT_SCHEMA, customers
 
 log = logging.getLogger("lakescore.demo")
 MODEL_CODE = str(Path(__file__).with_name("churn_model.py"))
 NUMERIC = FEATURES[:4]
 CATEGORICAL = FEATURES[4:]
+
+# The preprocessing the demo model is trained with; the scoring job reads it back from the model
+# (lakescore/pipeline.json), so conf/jobs/churn.yaml need not repeat it.
+DEMO_PIPELINE: list[dict[str, Any]] = [
+    {"step": "cast", "column": "tenure_months", "to": "double"},
+    {"step": "cast", "column": "support_calls", "to": "double"},
+    {"step": "fill_null", "column": "monthly_charges", "value": {"reference": "median"}},
+    {"step": "clip", "column": "support_calls", "lower": 0, "upper": 20},
+    {"step": "map_categories", "column": "region", "other": "other",
+     "mapping": {"north": "north", "south": "south", "east": "east", "west": "west"}},
+]
+
+
+def demo_steps(raw: list[dict[str, Any]] | None = None) -> tuple[StepConfig, ...]:
+    """Steps from their YAML form (default: the demo pipeline), validated like a job config's."""
+    return steps_from_spec({"steps": raw if raw is not None else DEMO_PIPELINE}, "jobs/demo/train.py pipeline")
+
+
+@contextlib.contextmanager
+def _spark() -> Iterator[Any]:
+    """The caller's SparkSession if there is one, else a small local one for the pipeline."""
+    from jobs.config import SparkConfig
+    from jobs.session import spark_session
+
+    with spark_session(SparkConfig(master="local[2]", app_name="lakescore-demo-train")) as spark:
+        yield spark
 
 
 @dataclass(frozen=True)
@@ -26,12 +58,34 @@ class TrainedModel:
     auc: float
 
 
-def training_frame(rows: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
-    """Features as the scoring job hands them to the model: numerics as double, categoricals as string."""
-    frame = customers(rows, seed=seed)
-    x = frame[FEATURES].copy()
-    x[NUMERIC] = x[NUMERIC].astype("float64")
-    return x, frame["churned"]
+def raw_frame(spark, rows: int, seed: int):
+    """Training rows as the scoring job reads them (the input table's schema) plus the ``churned`` label."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = pa.schema([f for f in INPUT_SCHEMA if f.name != "ds"] + [pa.field("churned", pa.int64()), pa.field("_row", pa.int64())])
+    frame = customers(rows, seed=seed).assign(_row=np.arange(rows, dtype="int64"))  # to split and order by
+    return spark.createDataFrame(frame[schema.names], from_arrow_schema(schema))
+
+
+def prepared_frame(spark, steps: tuple[StepConfig, ...], rows: int, seed: int, fit_rows: int):
+    """The rows passed through ``steps`` by the scoring job's own transforms, statistics fitted on
+    the first ``fit_rows`` (the training split) only.
+
+    Returns:
+        (features, label, fitted values, the prepared training split as a Spark frame)
+    """
+    from pyspark.sql import functions as F
+
+    from jobs.reference import fit_pipeline
+    from transforms.preprocess import pipeline
+
+    raw = raw_frame(spark, rows, seed)
+    fit, rest = raw.where(F.col("_row") < fit_rows), raw.where(F.col("_row") >= fit_rows)
+    train, fitted = fit_pipeline(fit, steps)
+    test = rest.transform(pipeline(steps, {e["index"]: e["value"] for e in fitted}))
+    frame = train.unionByName(test).orderBy("_row").toPandas()
+    return frame[FEATURES], frame["churned"], fitted, train
 
 
 def build_pipeline(max_iter: int = 60):
@@ -67,13 +121,18 @@ def train_and_register(
     rows: int = 20_000,
     seed: int = 7,
     max_iter: int = 60,
+    steps: tuple[StepConfig, ...] | None = None,
 ) -> TrainedModel:
-    """Fit the pipeline, log it as a pyfunc model and register it with ``alias``."""
+    """Fit the model on rows passed through ``steps`` (default: the demo pipeline), log it as a
+    pyfunc model with ``lakescore/pipeline.json`` and ``lakescore/reference.json``, register it
+    and give it ``alias``."""
     import joblib
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
     from sklearn.metrics import roc_auc_score
+
+    from jobs.reference import log_with_model, reference
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -82,8 +141,11 @@ def train_and_register(
         mlflow.create_experiment(experiment, artifact_location=Path(artifact_root).resolve().as_uri())
     mlflow.set_experiment(experiment)
 
-    x, y = training_frame(rows, seed)
-    split = int(len(x) * 0.8)
+    steps = demo_steps() if steps is None else steps
+    split = int(rows * 0.8)
+    with _spark() as spark:
+        x, y, fitted, train = prepared_frame(spark, steps, rows, seed, split)
+        ref = reference(train, FEATURES, fitted)
     pipeline = build_pipeline(max_iter).fit(x[:split], y[:split])
     auc = float(roc_auc_score(y[split:], pipeline.predict_proba(x[split:])[:, 1]))
     example = x.head(5)
@@ -101,9 +163,10 @@ def train_and_register(
             artifacts={"pipeline": str(path)},
             signature=infer_signature(example, outputs),
             input_example=example,
-            registered_model_name=name,
         )
-    version = str(info.registered_model_version)
+        # before registering, so no version of the model is ever without its pipeline and reference
+        log_with_model(info.model_id, steps, ref)
+    version = str(mlflow.register_model(info.model_uri, name).version)
     MlflowClient().set_registered_model_alias(name, alias, version)
     log.info("registered %s version %s as @%s (auc %.3f, run %s)", name, version, alias, auc, run.info.run_id)
     return TrainedModel(name, version, run.info.run_id, auc)
