@@ -469,6 +469,9 @@ class DeltaWriter(DataSourceArrowWriter):
         self.merge_schema = options.get("merge_schema", "false").lower() == "true"
         self.table_properties = json.loads(options.get("table_properties") or "{}")
         self.policy = CommitPolicy(options.get("conflict", "fail"), int(options.get("max_retries", "3")))
+        # Every file of this write carries this id in its name, so abort can find the files of a task
+        # that died or was cancelled mid-write and never reported them (see abort).
+        self.write_id = uuid.uuid4().hex[:16]
         missing = [c for c in self.partition_by if c not in schema.fieldNames()]
         if missing:
             raise ValueError(f"Delta write to {path}: partition column(s) {missing} are not in the data")
@@ -515,7 +518,7 @@ class DeltaWriter(DataSourceArrowWriter):
 
     def _open(self, values: tuple[tuple[str, Any], ...], schema: pa.Schema) -> _OpenFile:
         directory = "/".join(f"{quote(c)}={quote(_hive_value(v))}" for c, v in values)
-        name = f"part-{uuid.uuid4().hex}.snappy.parquet"
+        name = f"part-{self.write_id}-{uuid.uuid4().hex}.snappy.parquet"
         relative = f"{directory}/{name}" if directory else name
         full = _join(self.path, relative)
         if "://" in full:
@@ -738,9 +741,37 @@ class DeltaWriter(DataSourceArrowWriter):
         return text or "the whole table"
 
     def abort(self, messages: list[WrittenFiles | None]) -> None:
-        for message in messages:
-            for add in message.adds if message is not None else []:
-                _delete(_join(self.path, add["path"]))
+        """Delete this write's files: those the tasks reported, and those of tasks that never did.
+
+        A task that fails on the JVM side mid-stream (a bad row, a cancelled stage) leaves its open
+        and rolled files behind without a message, so the table is also swept for files named with
+        this write's id. Files the log references are never deleted, whatever happened before.
+        A task still being cancelled can create a file after the sweep: vacuum removes those.
+        """
+        live = {unquote(p) for p in _files_by_partition(_open(self.path))} if _exists(self.path) else set()
+        reported = {unquote(add["path"]) for m in messages if m is not None for add in m.adds}
+        swept = self._unreported_files() - reported
+        for relative in sorted((reported | swept) - live):  # already unquoted: no _join, which unquotes
+            _delete(f"{self.path.rstrip('/')}/{relative}")
+        if swept:
+            log.info("delta %s: deleted %d file(s) of failed or cancelled tasks", self.path, len(swept - live))
+
+    def _unreported_files(self) -> set[str]:
+        """Files under the table named with this write's id, relative to the table root."""
+        import pyarrow.fs as pafs
+
+        if "://" in self.path:
+            fs, root = pafs.FileSystem.from_uri(self.path)
+        else:
+            fs, root = pafs.LocalFileSystem(), os.path.abspath(self.path)
+        prefix = f"part-{self.write_id}-"
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+        except OSError as err:
+            log.warning("delta %s: could not list the table to clean up after a failed write: %s", self.path, err)
+            return set()
+        root = root.rstrip("/") + "/"
+        return {i.path[len(root):] for i in infos if i.is_file and i.base_name.startswith(prefix) and i.path.startswith(root)}
 
     def _delta_schema(self):
         from deltalake import Schema

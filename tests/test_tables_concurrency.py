@@ -1,0 +1,322 @@
+"""Embedded engine under failure and concurrency: failed and killed writes leave nothing in the
+table, vacuum removes what a killed writer left, and two OS processes writing one table at once.
+
+The writer processes are this file run as a script (see ``writer_process``): they drive the
+engine's own writer exactly as Spark does (``DeltaDataSource.writer`` on the "driver", ``write``
+with Arrow batches in the "task", ``commit``/``abort``) without a JVM each, which two cores
+could not start twice in seconds. A barrier file makes both plan and write before either commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+REPO = Path(__file__).resolve().parents[1]
+D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
+SCHEMA = T.StructType([T.StructField("id", T.LongType()), T.StructField("name", T.StringType()), T.StructField("ds", T.DateType())])
+
+
+def rows_for(day, ids):
+    return [(i, f"n{i}", day) for i in ids]
+
+
+def parquet_on_disk(path) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")}
+
+
+def named_by_log(path) -> set[str]:
+    """Every data file any commit of the log added or removed, read from the JSON log itself."""
+    from urllib.parse import unquote
+
+    named = set()
+    log = Path(path) / "_delta_log"
+    for commit in sorted(log.glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            for kind in ("add", "remove"):
+                if kind in action:
+                    named.add(unquote(action[kind]["path"]))
+    return named
+
+
+def table_rows(path):
+    """(id, name, ds) as delta-rs, not Spark, reads them, sorted."""
+    frame = DeltaTable(path).to_pandas()
+    return sorted((int(i), n, d) for i, n, d in frame[["id", "name", "ds"]].itertuples(index=False))
+
+
+def base_table(spark, path):
+    from jobs.tables import write_table
+
+    write_table(spark.createDataFrame(rows_for(D1, [1, 2]) + rows_for(D2, [3]), SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
+
+
+# ---------------------------------------------------------------------------------------------
+# a failed Spark task, a killed writer process, vacuum
+
+
+def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path):
+    import threading
+
+    from jobs.tables import read_table, table_version, write_table
+
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before, files, rows = table_version(path), parquet_on_disk(path), table_rows(path)
+
+    seen: set[str] = set()  # every file that existed at some point during the write
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.update(parquet_on_disk(path))
+            time.sleep(0.005)
+
+    # One task streams 10,000 rows (~3 MB of Arrow) of ds=D1 and fails on the last one, on the JVM
+    # side (as a bad cast would): far more than the pipe to the Python writer buffers, so that
+    # writer has rolled and opened files by then. The other task writes ds=D2 and succeeds.
+    last = 10_099
+    d1 = spark.range(100, last + 1, numPartitions=1).select("id", F.lit("x" * 300).alias("name"), F.lit(D1).alias("ds"))
+    d2 = spark.range(30_000, 30_050, numPartitions=1).select("id", F.lit("y").alias("name"), F.lit(D2).alias("ds"))
+    data = d1.union(d2).withColumn("name", F.when(F.col("id") == last, F.raise_error(F.lit("boom on the last row"))).otherwise(F.col("name")))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(Exception, match="boom on the last row"):
+            write_table(data, path, "embedded", mode="append", partition_by=["ds"], target_file_size=500_000)
+    finally:
+        done.set()
+        watcher.join()
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert len({f for f in seen - files if f.startswith("ds=2024-06-01/")}) >= 2  # it was mid-write
+    assert table_version(path) == before
+    assert parquet_on_disk(path) == files  # neither the failed task's files nor the finished task's
+    assert table_rows(path) == rows
+    assert read_table(spark, path, "embedded").count() == len(rows)
+
+
+def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark, tmp_path):
+    from jobs.tables import read_table, table_version, vacuum
+
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before, rows = table_version(path), table_rows(path)
+
+    killed = run_writers(tmp_path, {"name": "k", "ids": list(range(100, 160)), "kill_at_batch": 5, "target_file_size": 150})[0]
+    assert killed.returncode == -9, killed.stderr  # SIGKILL: no except block, no abort ran
+    orphans = parquet_on_disk(path) - named_by_log(path)
+    assert len(orphans) >= 2  # files it had rolled and closed, plus the one still open when it died
+    assert table_version(path) == before and table_rows(path) == rows
+
+    # at the default retention (a week) fresh files are kept: they could be a running write's
+    assert vacuum(path) == []
+    with pytest.raises(Exception, match="retention"):
+        vacuum(path, retention_hours=0)
+    assert vacuum(path, retention_hours=0, dry_run=True, allow_short_retention=True) == sorted(orphans)
+    assert parquet_on_disk(path) - named_by_log(path) == orphans  # a dry run deletes nothing
+
+    assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == sorted(orphans)
+    assert parquet_on_disk(path) == named_by_log(path)
+    assert table_rows(path) == rows
+    back = sorted((r.id, r.name, r.ds) for r in read_table(spark, path, "embedded").collect())
+    assert back == rows
+
+
+# ---------------------------------------------------------------------------------------------
+# two writer processes
+
+
+def test_two_processes_replacing_different_partitions_both_commit(spark, tmp_path):
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    a, b = run_writers(
+        tmp_path,
+        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "overwrite"},
+        {"name": "b", "ids": [20, 21, 22], "day": D2.isoformat(), "mode": "overwrite"},
+    )
+    assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
+    assert table_rows(path) == sorted(rows_for(D1, [10, 11]) + rows_for(D2, [20, 21, 22]))
+    assert DeltaTable(path).version() == before + 2
+    assert parquet_on_disk(path) == named_by_log(path)
+
+
+def test_two_processes_appending_at_once_both_commit(spark, tmp_path):
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    a, b = run_writers(
+        tmp_path,
+        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "append"},
+        {"name": "b", "ids": [20], "day": D1.isoformat(), "mode": "append"},
+    )
+    assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
+    assert table_rows(path) == sorted(rows_for(D1, [1, 2, 10, 11, 20]) + rows_for(D2, [3]))
+
+
+def test_two_processes_replacing_the_same_partition_one_wins_the_other_fails_cleanly(spark, tmp_path):
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    a, b = run_writers(
+        tmp_path,
+        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "overwrite", "conflict": "fail"},
+        {"name": "b", "ids": [20, 21, 22], "day": D1.isoformat(), "mode": "overwrite", "conflict": "fail"},
+    )
+    assert sorted((a.returncode, b.returncode)) == [0, 3], (a.stderr, b.stderr)
+    winner, loser = (a, b) if a.returncode == 0 else (b, a)
+    assert "ConcurrentWriteError" in loser.stdout
+    assert f"Delta write to {path}: partition(s) ds=2024-06-01 were changed by another writer's commit" in loser.stdout
+    winner_ids = [10, 11] if winner is a else [20, 21, 22]
+    assert table_rows(path) == sorted(rows_for(D1, winner_ids) + rows_for(D2, [3]))  # the winner's rows only, once
+    assert DeltaTable(path).version() == before + 1
+    assert parquet_on_disk(path) == named_by_log(path)  # the loser's files were deleted
+
+
+def test_same_partition_with_conflict_retry_commits_both_and_the_later_replaces_the_earlier(spark, tmp_path):
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    a, b = run_writers(
+        tmp_path,
+        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "overwrite", "conflict": "retry"},
+        {"name": "b", "ids": [20, 21, 22], "day": D1.isoformat(), "mode": "overwrite", "conflict": "retry"},
+    )
+    assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
+    assert DeltaTable(path).version() == before + 2
+    last = DeltaTable(path).history(1)[0]["lakescore.writer"]
+    assert table_rows(path) == sorted(rows_for(D1, [10, 11] if last == "a" else [20, 21, 22]) + rows_for(D2, [3]))
+    assert parquet_on_disk(path) == named_by_log(path)
+
+
+def meddling_write(path, marker):
+    """A UDF that, the first time it runs, appends a row to ds=D1 from inside the Spark job: a
+    commit made by "another writer" after the job was planned and before it commits."""
+
+    @F.udf(T.StringType())
+    def meddle(name):
+        import pyarrow as pa
+        from deltalake import write_deltalake
+
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return name
+        rows = pa.table({"id": pa.array([99], pa.int64()), "name": ["other"], "ds": pa.array([D1], pa.date32())})
+        write_deltalake(path, rows, mode="append")
+        return name
+
+    return meddle
+
+
+@pytest.mark.parametrize("conflict", ["fail", "retry"])
+def test_a_commit_landing_during_a_spark_overwrite_is_caught(spark, tmp_path, conflict):
+    from jobs.tables import ConcurrentWriteError, read_table, write_table
+
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    meddle = meddling_write(path, str(tmp_path / "meddled"))
+    data = spark.createDataFrame(rows_for(D1, [10, 11]), SCHEMA).coalesce(1).withColumn("name", meddle("name"))
+    write = lambda: write_table(data, path, "embedded", mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}], conflict=conflict)  # noqa: E731
+    if conflict == "fail":
+        with pytest.raises(ConcurrentWriteError, match=rf"Delta write to {path}: partition\(s\) ds=2024-06-01 were changed by another writer's commit \(version\(s\) 1\.\.1\) after this write's snapshot \(version 0\)"):
+            write()
+        expected = rows_for(D1, [1, 2]) + [(99, "other", D1)] + rows_for(D2, [3])  # the other writer's row stays
+        assert DeltaTable(path).version() == before + 1
+    else:
+        write()
+        expected = rows_for(D1, [10, 11]) + rows_for(D2, [3])  # committed on top: replaces the other's row too
+        assert DeltaTable(path).version() == before + 2
+    assert table_rows(path) == sorted(expected)
+    assert sorted((r.id, r.name, r.ds) for r in read_table(spark, path, "embedded").collect()) == sorted(expected)
+    assert parquet_on_disk(path) == named_by_log(path)
+
+
+def run_writers(tmp_path, *specs, timeout=120):
+    """Start one writer process per spec at once; wait for all; return their CompletedProcess-likes."""
+    barrier = tmp_path / "barrier"
+    barrier.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = []
+    for spec in specs:
+        full = {"path": str(tmp_path / "t"), "barrier": str(barrier), "peers": [s["name"] for s in specs], "day": D1.isoformat(), "mode": "append", **spec}
+        procs.append(subprocess.Popen([sys.executable, __file__, json.dumps(full)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
+
+
+def writer_process(spec: dict) -> int:
+    """One writer, as Spark drives it: plan (on the driver), write (a task), barrier, commit or abort.
+
+    Exit 0 committed, 3 ConcurrentWriteError (printed), -9 when told to kill itself mid-write.
+    """
+    import signal
+
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from jobs.tables import ConcurrentWriteError
+    from jobs.tables.embedded import DeltaDataSource
+
+    day = dt.date.fromisoformat(spec["day"])
+    options = {
+        "path": spec["path"],
+        "partition_by": "ds",
+        "conflict": spec.get("conflict", "fail"),
+        "commit_metadata": json.dumps({"lakescore.writer": spec["name"]}),
+    }
+    if spec.get("target_file_size"):
+        options["target_file_size"] = str(spec["target_file_size"])
+    overwrite = spec["mode"] == "overwrite"
+    if overwrite:
+        options["replace_partitions"] = json.dumps([{"ds": day.isoformat()}])
+    writer = DeltaDataSource(options).writer(SCHEMA, overwrite)  # planning: takes the snapshot version
+
+    arrow_schema = to_arrow_schema(SCHEMA)
+    rows = rows_for(day, spec["ids"])
+
+    def batches():
+        for n, start in enumerate(range(0, len(rows), 5)):
+            if n == spec.get("kill_at_batch"):
+                os.kill(os.getpid(), signal.SIGKILL)  # the way an OOM-killed or preempted executor dies
+            chunk = rows[start : start + 5]
+            yield pa.RecordBatch.from_pylist([dict(zip(arrow_schema.names, r, strict=True)) for r in chunk], schema=arrow_schema)
+
+    message = writer.write(batches())
+    barrier = Path(spec["barrier"])
+    (barrier / spec["name"]).touch()
+    deadline = time.monotonic() + 60
+    while not all((barrier / peer).exists() for peer in spec["peers"]):
+        if time.monotonic() > deadline:
+            print("barrier timed out", flush=True)
+            return 4
+        time.sleep(0.01)
+    try:
+        writer.commit([message])
+    except ConcurrentWriteError as err:
+        writer.abort([message])  # what Spark does when commit raises
+        print(f"ConcurrentWriteError: {err}", flush=True)
+        return 3
+    except BaseException:
+        writer.abort([message])
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(writer_process(json.loads(sys.argv[1])))
