@@ -98,7 +98,10 @@ def profile(df: DataFrame, columns: Sequence[str]) -> dict[str, Any]:
                 stddev=_number(row[f"c{i}_stddev"]),
                 min=_number(row[f"c{i}_min"]),
                 max=_number(row[f"c{i}_max"]),
-                quantiles={str(q): float(v) for q, v in zip(R.QUANTILES, row[f"c{i}_quantiles"] or [])},
+                # no finite value at all: no quantiles rather than made-up ones
+                quantiles={str(q): float(v) for q, v in zip(R.QUANTILES, row[f"c{i}_quantiles"], strict=True)}
+                if row[f"c{i}_quantiles"]
+                else {},
             )
             if edges:
                 counts = df.transform(R.bin_counts(c, edges)).first()

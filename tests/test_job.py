@@ -251,3 +251,25 @@ def test_declared_contract_widens_int_to_long_and_scores(small, registry, capsys
     assert main(["--conf", conf, "--partition", "ds=2024-06-01", "--set", "contract.columns.tenure_months=long"]) == 0
     assert "contract: widening tenure_months from int to bigint" in capsys.readouterr().err
     assert len(delta(tmp_path / "scored")) == (~expected_quarantine(source)).sum()
+
+
+def test_quarantine_table_from_before_the_reason_code_keeps_its_schema(small, registry, spark):
+    from pyspark.sql import functions as F
+
+    from jobs.tables import read_table, write_table
+
+    tmp_path, source = small
+    raw = read_table(spark, str(tmp_path / "customers"), "embedded").limit(1)
+    reason = F.struct(F.lit("r").alias("rule"), F.lit("c").alias("column"), F.lit("m").alias("message"))
+    old = raw.select(  # a partition written before reasons had a code, in the quarantine table's column order
+        *[F.lit(dt.date(2024, 5, 1)).alias(c) if c == "ds" else F.col(c) for c in raw.columns],
+        F.array(reason).alias("quarantine_reasons"),
+        F.lit("x").alias("run_id"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+    write_table(old, str(tmp_path / "quarantine"), "embedded", mode="append", partition_by=["ds"])
+    conf = job_config(tmp_path, registry)
+    assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 0
+    quarantined = delta(tmp_path / "quarantine", ds=D1)
+    assert len(quarantined) == expected_quarantine(source).sum() > 0
+    assert all(set(r) == {"rule", "column", "message"} for reasons in quarantined["quarantine_reasons"] for r in reasons)
