@@ -13,6 +13,14 @@ from jobs.logs import setup_logging
 log = logging.getLogger("lakescore.demo")
 
 
+def _has_pipeline(version) -> bool:
+    """Whether a registered version carries the pipeline spec the scoring job reads."""
+    import mlflow
+
+    listed = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{version.name}/{version.version}/lakescore")
+    return any(a.path.endswith("pipeline.json") for a in listed or [])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__)
     p.add_argument("--home", default=".lakescore", help="where the demo registry and tables live")
@@ -45,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         existing = MlflowClient(tracking_uri=tracking, registry_uri=tracking).get_model_version_by_alias("lakescore_churn", "champion")
     except Exception:
+        existing = None
+    if existing is not None and not _has_pipeline(existing):
+        log.info("demo model version %s predates lakescore/pipeline.json and reference.json: retraining", existing.version)
         existing = None
     if args.force or existing is None:
         trained = train_and_register(tracking, str(home / "mlartifacts"))
