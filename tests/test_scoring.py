@@ -35,21 +35,50 @@ def test_scoring_udf_matches_pyfunc_predict_on_the_same_rows(spark, model_dir):
     np.testing.assert_array_equal(got["label"].to_numpy(), expected["label"].to_numpy())
 
 
-def test_model_loads_once_per_python_worker_not_per_batch(spark, model_dir):
-    from transforms import model_cache
+COUNTING_MODEL = """
+import os
+import mlflow
+import pandas as pd
 
-    def probe(batches):
-        for pdf in batches:
-            model_cache.get(model_dir)
-            yield pd.DataFrame({"pid": [os.getpid()], "loads": [model_cache.loads[model_dir]], "rows": [len(pdf)]})
+LOAD_LOG = {load_log!r}
 
+
+class Counting(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        with open(LOAD_LOG, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+
+    def predict(self, context, model_input, params=None):
+        return pd.DataFrame({"pid": [os.getpid()] * len(model_input), "batch_rows": [len(model_input)] * len(model_input)})
+
+
+mlflow.models.set_model(Counting())
+"""
+
+
+def test_model_loads_once_per_python_worker_across_tasks_and_batches(spark, tmp_path):
+    """The scoring stage itself (not a probe of the cache) over 40 batches: each worker loads once."""
+    import mlflow.pyfunc
+
+    load_log = tmp_path / "loads.txt"
+    code = tmp_path / "counting.py"
+    code.write_text(COUNTING_MODEL.replace("{load_log!r}", repr(str(load_log))))
+    model_path = tmp_path / "counting_model"
+    mlflow.pyfunc.save_model(str(model_path), python_model=str(code))
+    outputs = T.StructType([T.StructField("pid", T.LongType()), T.StructField("batch_rows", T.LongType())])
+
+    df = spark.range(0, 400, numPartitions=4).withColumnRenamed("id", "customer_id").selectExpr("customer_id", "customer_id * 2.0 AS x")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10")
     try:
-        out = spark.range(0, 400, numPartitions=4).mapInPandas(probe, "pid long, loads long, rows long").toPandas()
+        out = df.transform(score(str(model_path), ["x"], outputs, ["customer_id"])).toPandas()
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    assert out["rows"].sum() == 400 and len(out) >= 40  # 40+ batches went through
-    assert out.groupby("pid")["loads"].max().max() == 1  # yet no worker loaded the model twice
+
+    assert sorted(out["customer_id"]) == list(range(400))
+    assert set(out["batch_rows"]) == {10}  # the batch size setting reached the model: 40 batches of 10
+    loads = [int(line) for line in load_log.read_text().split()]
+    assert set(out["pid"]) <= set(loads)  # every worker that scored had loaded the model ...
+    assert len(loads) == len(set(loads))  # ... exactly once, though it scored many batches
 
 
 def test_empty_input_scores_to_an_empty_typed_frame(spark, model_dir):
