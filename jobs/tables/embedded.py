@@ -243,18 +243,27 @@ class DeltaReader(DataSourceReader):
         )
 
     def read(self, partition: FileSlice) -> Iterator[pa.RecordBatch]:
+        """Yield the file's rows as Arrow batches in the Spark schema, without a round trip through Python objects.
+
+        Per batch, only Arrow calls run: the partition columns are one repeated scalar, columns a
+        file lacks (added after it was written) are nulls, and casts are skipped where the file
+        already has the table's type.
+        """
         target = _target_schema(self.spark_schema)
         if not partition.path:
             return
-        file = pq.ParquetFile(_join(self.path, partition.path))
-        constants = dict(partition.partition_values)
-        for batch in file.iter_batches(batch_size=self.batch_size):
+        file = _parquet_file(_join(self.path, partition.path))
+        constants = {name: pa.scalar(value, target.field(name).type) for name, value in partition.partition_values}
+        present = set(file.schema_arrow.names)
+        stored = [f.name for f in target if f.name in present and f.name not in constants]
+        for batch in file.iter_batches(batch_size=self.batch_size, columns=stored):
             columns = []
             for f in target:
                 if f.name in constants:
-                    columns.append(pa.array([constants[f.name]] * batch.num_rows, f.type))
-                elif f.name in batch.schema.names:
-                    columns.append(batch.column(f.name).cast(f.type))
+                    columns.append(pa.repeat(constants[f.name], batch.num_rows))
+                elif f.name in present:
+                    column = batch.column(f.name)
+                    columns.append(column if column.type == f.type else column.cast(f.type))
                 else:  # a column added to the table after this file was written
                     columns.append(pa.nulls(batch.num_rows, f.type))
             yield pa.RecordBatch.from_arrays(columns, schema=target)
@@ -264,6 +273,22 @@ def _target_schema(schema: StructType) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(schema, timezone="UTC")
+
+
+def _parquet_file(uri: str) -> pq.ParquetFile:
+    # pre_buffer coalesces the column chunks of a row group into few large reads: one round trip
+    # instead of one per column on object storage, and no cost on a local disk.
+    if "://" in uri:
+        fs, where = _filesystem(uri)
+        return pq.ParquetFile(where, filesystem=fs, pre_buffer=True)
+    return pq.ParquetFile(uri, pre_buffer=True)
+
+
+def _filesystem(uri: str):
+    """The pyarrow filesystem for a URI and the path inside it."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri)
 
 
 def _join(root: str, relative: str) -> str:

@@ -1,0 +1,163 @@
+"""Table I/O throughput on this machine: the embedded Delta engine against Spark's own Parquet.
+
+The same cached frame (longs, doubles, strings, a date partition column) is written through
+``jobs.tables.write_table(..., "embedded")`` and through ``df.write.partitionBy(...).parquet``,
+then read back in full into the ``noop`` sink through ``read_table(..., "embedded")`` and
+``spark.read.parquet``. Spark's Parquet is the yardstick because it is the fastest path Spark has
+to the same bytes; issue 3 asks the embedded engine for at least half its speed both ways.
+
+``python -m bench.io --rows 1000000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import SparkConfig
+from jobs.logs import setup_logging
+from jobs.session import spark_session
+from jobs.tables import read_table, write_table
+
+TARGET = 0.5  # issue 3: embedded >= 0.5x Spark Parquet, reads and writes
+PARTITIONS = 5  # distinct dates in the partition column
+
+
+def synthetic(spark: SparkSession, rows: int, slices: int) -> DataFrame:
+    """``rows`` rows x 20 columns: id, 5 longs, 7 doubles, 6 strings (some null), a date ``ds``.
+
+    Values come from the row id (no random generator), so every run writes the same bytes.
+    """
+    idx = F.col("id")
+    longs = [((idx * (2 * k + 7919)) % (10 ** (k + 3))).alias(f"l{k}") for k in range(5)]
+    doubles = [(((idx * (k + 13)) % 100_003) / F.lit(97.0 + k)).alias(f"d{k}") for k in range(7)]
+    strings = [
+        F.when(idx % (k + 11) == 0, F.lit(None))
+        .otherwise(F.concat(F.lit(f"s{k}_"), (idx % (50 * 10**k)).cast("string")))
+        .alias(f"s{k}")
+        for k in range(6)
+    ]
+    ds = F.date_add(F.lit("2024-06-01").cast("date"), (idx % PARTITIONS).cast("int")).alias("ds")
+    return spark.range(0, rows, numPartitions=slices).select(idx, *longs, *doubles, *strings, ds)
+
+
+def _cpu_seconds() -> float | None:
+    """CPU seconds used so far by this process and its descendants (the JVM, the Python workers).
+
+    Wall time on a machine shared with other users measures their load as much as ours; CPU time
+    does not, so the table shows both. Linux only (None elsewhere): it reads /proc.
+    """
+    if not os.path.isdir("/proc"):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        fields = stats.get(pid)
+        if fields:  # utime, stime, and the same for children already reaped
+            total += sum(int(v) for v in fields[11:15]) / tick
+    return total
+
+
+def _timed(action: Callable[[], object]) -> tuple[float, float | None]:
+    """(wall seconds, CPU seconds) of one call."""
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    action()
+    wall, after = time.perf_counter() - start, _cpu_seconds()
+    return wall, (after - cpu if cpu is not None and after is not None else None)
+
+
+def _noop(df: DataFrame) -> None:
+    df.write.format("noop").mode("overwrite").save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.io", description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rounds", type=int, default=2, help="best of this many rounds per method")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--dir", default=None, help="where the tables go (default: a temporary directory, removed after)")
+    args = p.parse_args(argv)
+    setup_logging()
+    logging.getLogger("lakescore").setLevel(logging.WARNING)
+
+    home = args.dir or tempfile.mkdtemp(prefix="lakescore-bench-io-")
+    delta_path, parquet_path = os.path.join(home, "delta"), os.path.join(home, "parquet")
+    conf = (("spark.driver.memory", "6g"),)
+    try:
+        with spark_session(SparkConfig(master=args.master, app_name="lakescore-bench-io", conf=conf)) as spark:
+            cores = spark.sparkContext.defaultParallelism
+            df = synthetic(spark, args.rows, cores).cache()
+            df.count()
+
+            methods: list[tuple[str, str, Callable[[], object]]] = [
+                ("write", "embedded", lambda: write_table(df, delta_path, "embedded", mode="overwrite", partition_by=["ds"])),
+                ("write", "spark parquet", lambda: df.write.mode("overwrite").partitionBy("ds").parquet(parquet_path)),
+                ("read", "embedded", lambda: _noop(read_table(spark, delta_path, "embedded"))),
+                ("read", "spark parquet", lambda: _noop(spark.read.parquet(parquet_path))),
+            ]
+            timings: dict[tuple[str, str], list[tuple[float, float | None]]] = {(d, m): [] for d, m, _ in methods}
+            # rounds interleave the methods, so a burst of load from the machine's other users
+            # hits both sides of a comparison rather than one
+            for _ in range(args.rounds):
+                for direction, method, action in methods:
+                    timings[(direction, method)].append(_timed(action))
+            check = read_table(spark, delta_path, "embedded").count()
+            if check != args.rows:
+                raise RuntimeError(f"bench: {delta_path} holds {check} rows, expected {args.rows}")
+            best = {key: min(w for w, _ in ts) for key, ts in timings.items()}
+            cpu = {key: None if None in (c for _, c in ts) else min(c for _, c in ts) for key, ts in timings.items()}
+    finally:
+        if args.dir is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+    print(
+        f"\nI/O benchmark: {args.rows:,} rows x 20 columns, {PARTITIONS} partitions, {args.master}, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}; "
+        f"best of {args.rounds} rounds"
+    )
+    print(f"{'method':<28}{'seconds':>10}{'rows/s':>14}{'embedded/spark':>17}{'CPU seconds':>14}{'CPU ratio':>12}")
+    for direction in ("write", "read"):
+        spark_secs, spark_cpu = best[(direction, "spark parquet")], cpu[(direction, "spark parquet")]
+        for method in ("embedded", "spark parquet"):
+            secs, used = best[(direction, method)], cpu[(direction, method)]
+            ratio = spark_secs / secs if method == "embedded" else 1.0
+            cpu_ratio = "" if used is None or spark_cpu is None else f"{spark_cpu / used:.2f}x"
+            used_text = "" if used is None else f"{used:.2f}"
+            print(
+                f"{direction + ' ' + method:<28}{secs:>10.2f}{args.rows / secs:>14,.0f}{ratio:>16.2f}x{used_text:>14}{cpu_ratio:>12}"
+            )
+    print("(seconds: best wall time; CPU seconds: least CPU time of the JVM and Python workers, all cores)")
+    print()
+    for direction in ("write", "read"):
+        ratio = best[(direction, "spark parquet")] / best[(direction, "embedded")]
+        verdict = "PASS" if ratio >= TARGET else "MISS"
+        print(f"target (issue 3): embedded >= {TARGET}x Spark Parquet for {direction}s -> {ratio:.2f}x {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
