@@ -201,6 +201,18 @@ def test_same_partition_with_conflict_retry_commits_both_and_the_later_replaces_
     assert parquet_on_disk(path) == named_by_log(path)
 
 
+def test_conflict_options_are_refused_before_spark_does_any_work(spark, tmp_path):
+    from jobs.tables import write_table
+
+    path = str(tmp_path / "t")
+    df = spark.createDataFrame(rows_for(D1, [1]), SCHEMA)
+    with pytest.raises(ValueError, match=r"conflict must be one of \('fail', 'retry'\), got 'ignore'"):
+        write_table(df, path, "embedded", mode="append", partition_by=["ds"], conflict="ignore")
+    with pytest.raises(ValueError, match="max_retries must be between 0 and 100, got -1"):
+        write_table(df, path, "embedded", mode="append", partition_by=["ds"], max_retries=-1)
+    assert not os.path.exists(path)
+
+
 def meddling_write(path, marker):
     """A UDF that, the first time it runs, appends a row to ds=D1 from inside the Spark job: a
     commit made by "another writer" after the job was planned and before it commits."""
