@@ -45,7 +45,8 @@ LEDGER_SCHEMA = T.StructType(
 
 @functools.cache
 def code_version() -> str:
-    """``LAKESCORE_CODE_VERSION`` if set (packaged jobs), else the git commit of this checkout."""
+    """``LAKESCORE_CODE_VERSION`` if set, else the git commit of this checkout, else the installed
+    package's version (a job submitted as a wheel has no checkout)."""
     if os.environ.get("LAKESCORE_CODE_VERSION"):
         return os.environ["LAKESCORE_CODE_VERSION"]
     try:
@@ -57,8 +58,17 @@ def code_version() -> str:
             timeout=5,
             check=True,
         )
-        return out.stdout.strip() or "unknown"
+        return out.stdout.strip() or _package_version()
     except (OSError, subprocess.SubprocessError):
+        return _package_version()
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"lakescore {version('lakescore')}"
+    except PackageNotFoundError:
         return "unknown"
 
 
