@@ -56,3 +56,80 @@ def test_prediction_histogram_matches_numpy(spark):
     assert stats[(D1, "prediction", "probability", "mean", None)] == pytest.approx(p.mean())
     assert stats[(D1, "prediction", "label", "mean", None)] == pytest.approx(labels.mean())  # positive rate
     assert stats[(D1, "rows", "*", "rows_scored", None)] == 500
+
+
+def test_nan_rate_is_reported_apart_from_the_null_rate_and_quantiles_match_numpy(spark):
+    rng = np.random.default_rng(4)
+    x = rng.normal(10, 3, 2000)
+    x[:40] = np.nan
+    x[40:70] = np.inf  # not finite: counted in neither the nulls nor the quantiles
+    rows = [(D1, None if i % 50 == 7 else float(v)) for i, v in enumerate(x)]
+    df = spark.createDataFrame(rows, "ds date, x double")
+    stats = as_dict(df.transform(validate([])).transform(input_profile(["x"], [], ["ds"])))
+
+    values = pd.Series([v for _, v in rows], dtype="float64")
+    nulls = sum(1 for _, v in rows if v is None)
+    assert stats[(D1, "input", "x", "nan_count", None)] == 40 - sum(1 for i in range(40) if i % 50 == 7)
+    assert stats[(D1, "input", "x", "null_count", None)] == values.isna().sum()  # null or NaN
+    assert stats[(D1, "input", "x", "nan_rate", None)] == pytest.approx((values.isna().sum() - nulls) / len(rows))
+    assert stats[(D1, "input", "x", "null_rate", None)] == pytest.approx(values.isna().sum() / len(rows))
+    finite = values[np.isfinite(values)].to_numpy()
+    for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99):
+        got = stats[(D1, "input", "x", "quantile", str(q))]
+        # percentile_approx returns an element of the data whose rank is within 1/10000 of q
+        rank = np.searchsorted(np.sort(finite), got, side="right") / len(finite)
+        assert got in finite and abs(rank - q) <= 1 / len(finite) + 1e-4
+
+
+def test_category_profile_counts_top_k_other_and_unseen_like_pandas(spark):
+    from transforms.stats import category_profile
+
+    plans = ["basic"] * 7 + ["standard"] * 5 + ["premium"] * 3 + ["gold"] * 2 + ["platinum"] + [None] * 4
+    regions = (["north", "south", "east"] * 8)[: len(plans)]
+    rows = [(D1, p, r) for p, r in zip(plans, regions)] + [(D2, "basic", "west")]
+    df = spark.createDataFrame(rows, "ds date, plan string, region string")
+    known = {"plan": ["basic", "standard", "premium"]}
+    got = as_dict(df.transform(category_profile(["plan", "region"], ["ds"], top_k=2, known=known)))
+
+    pdf = pd.DataFrame(rows, columns=["ds", "plan", "region"])
+    for ds, group in pdf.groupby("ds"):
+        for column in ("plan", "region"):
+            freq = group[column].value_counts()
+            freq = freq.sort_index().sort_values(ascending=False, kind="stable")  # ties by value, like the job
+            for value, n in freq.head(2).items():
+                assert got[(ds, "input", column, "top_count", value)] == n
+            assert got.get((ds, "input", column, "other_count", None), 0) == freq.iloc[2:].sum()
+        unseen = group["plan"].notna() & ~group["plan"].isin(known["plan"])
+        assert got[(ds, "input", "plan", "unseen_count", None)] == unseen.sum()
+    assert not any(k[2] == "region" and k[3] == "unseen_count" for k in got)  # no reference, no unseen
+
+
+def test_feature_bins_and_prediction_histogram_over_reference_bins_match_numpy(spark):
+    from transforms.stats import Bins, bins_from_profile
+
+    rng = np.random.default_rng(5)
+    x = rng.gamma(2.0, 3.0, 1000)
+    x[:5] = [-1.0, 100.0, np.nan, np.inf, 0.0]  # outside the reference range: into the end bins; NaN and inf: nowhere
+    p = rng.random(1000)
+    plan = rng.choice(["basic", "standard", "premium", "gold"], 1000)
+    edges = [0.0, 1.0, 2.5, 4.0, 8.0, 20.0]
+    fb = {
+        "x": bins_from_profile("x", {"kind": "numeric", "mean": 6.0, "bins": {"edges": edges, "proportions": [0.2] * 5}}),
+        "plan": bins_from_profile("plan", {"kind": "categorical", "frequencies": {"basic": 0.5, "standard": 0.3, "premium": 0.2}, "other_share": 0.0}),
+    }
+    pb = {"probability": Bins("probability", edges=(0.0, 0.3, 0.6, 1.0), reference=(0.5, 0.3, 0.2))}
+    df = spark.createDataFrame(pd.DataFrame({"ds": D1, "x": x, "plan": plan, "probability": p, "label": (p >= 0.5).astype("int64")}))
+    outputs = T.StructType([T.StructField("probability", T.DoubleType()), T.StructField("label", T.LongType())])
+    stats = as_dict(df.transform(prediction_profile(outputs, ["ds"], fb, pb)))
+
+    finite = x[np.isfinite(x)]
+    expected, _ = np.histogram(finite, [-np.inf, *edges[1:-1], np.inf])
+    assert [stats[(D1, "model_input", "x", "bin_count", b)] for b in fb["x"].labels] == expected.tolist()
+    assert stats[(D1, "model_input", "x", "mean", None)] == pytest.approx(finite.mean())
+    assert fb["plan"].labels == ("basic", "standard", "premium", "<other>")
+    assert [stats[(D1, "model_input", "plan", "bin_count", b)] for b in fb["plan"].labels] == [
+        (plan == "basic").sum(), (plan == "standard").sum(), (plan == "premium").sum(), (plan == "gold").sum()
+    ]
+    expected_p, _ = np.histogram(p, [-np.inf, 0.3, 0.6, np.inf])
+    assert [stats[(D1, "prediction", "probability", "histogram", b)] for b in pb["probability"].labels] == expected_p.tolist()
+    assert stats[(D1, "prediction", "label", "positive_rate", None)] == pytest.approx((p >= 0.5).mean())
