@@ -111,6 +111,7 @@ class OutputConfig:
     stats: str
     runs: str
     passthrough: tuple[str, ...] = ()
+    reports: str | None = None  # the run reports' folder; parse_config fills in reports/ beside the stats table
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,45 @@ class ScoringConfig:
     batch_size: int = 100_000
 
 
+GATE_MODES = ("fail", "warn")
+ALL_COLUMNS = "*"  # in a per-column threshold mapping: every column not named
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Quality gate thresholds, checked per partition before its scores are published.
+
+    ``max_null_rate`` and ``max_psi`` are (column, limit) pairs; column ``*`` stands for every
+    column not named (features; for ``max_psi`` also the model's outputs).
+    """
+
+    mode: str = "fail"
+    min_rows: int | None = None
+    max_quarantine_rate: float | None = None
+    max_null_rate: tuple[tuple[str, float], ...] = ()
+    max_psi: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in GATE_MODES:
+            raise ValueError(f"gate mode must be one of {GATE_MODES}, got {self.mode!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.min_rows is not None or self.max_quarantine_rate is not None or bool(self.max_null_rate or self.max_psi)
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    top_k: int = 10  # categories counted one by one; the rest are other_count
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """What baseline drift compares with when the model logged no training reference."""
+
+    reference_partition: str | None = None  # e.g. "ds=2024-06-01" of the input table
+
+
 @dataclass(frozen=True)
 class SparkConfig:
     master: str | None = None
@@ -206,6 +246,9 @@ class JobConfig:
     contract: ContractConfig = field(default_factory=ContractConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     @property
     def config_hash(self) -> str:
@@ -412,6 +455,64 @@ def diff_steps(ours: tuple[StepConfig, ...], theirs: tuple[StepConfig, ...], our
     return diffs
 
 
+def _rate(value: Any, where: _Where) -> float:
+    rate = _number(value, where)
+    if not 0 <= rate <= 1:
+        raise where.error(f"expected a rate between 0 and 1, got {value!r}")
+    return rate
+
+
+def _limits(raw: Any, where: _Where, limit) -> tuple[tuple[str, float], ...]:
+    """A threshold for every column (a number) or per column (a mapping; ``*`` for the rest)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        return ((ALL_COLUMNS, limit(raw, where)),)
+    if not raw:
+        raise where.error("expected a number or a non-empty mapping of column: number")
+    out = []
+    for col, value in raw.items():
+        if col != ALL_COLUMNS:
+            _ident(col, where)
+        out.append((col, limit(value, where / str(col))))
+    return tuple(sorted(out))
+
+
+def _gate(raw: Any, where: _Where) -> GateConfig:
+    g = _mapping(raw, where, {"mode", "min_rows", "max_quarantine_rate", "max_null_rate", "max_psi"})
+    mode = g.get("mode", "fail")
+    if mode not in GATE_MODES:
+        raise (where / "mode").error(f"expected one of {', '.join(GATE_MODES)}, got {mode!r}")
+    min_rows = g.get("min_rows")
+    if min_rows is not None and (isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0):
+        raise (where / "min_rows").error(f"expected a non-negative integer, got {min_rows!r}")
+
+    def psi_limit(value: Any, w: _Where) -> float:
+        x = _number(value, w)
+        if x < 0:
+            raise w.error(f"expected a non-negative number, got {value!r}")
+        return x
+
+    return GateConfig(
+        mode=mode,
+        min_rows=min_rows,
+        max_quarantine_rate=_rate(g["max_quarantine_rate"], where / "max_quarantine_rate") if g.get("max_quarantine_rate") is not None else None,
+        max_null_rate=_limits(g.get("max_null_rate"), where / "max_null_rate", _rate),
+        max_psi=_limits(g.get("max_psi"), where / "max_psi", psi_limit),
+    )
+
+
+def _drift(raw: Any, where: _Where) -> DriftConfig:
+    d = _mapping(raw, where, {"reference"})
+    if d.get("reference") is None:
+        return DriftConfig()
+    ref = _mapping(d["reference"], where / "reference", {"partition"})
+    partition = _str(_req(ref, "partition", where / "reference"), where / "reference" / "partition")
+    if not re.match(r"^\w+=[^,]+(,\w+=[^,]+)*$", partition):
+        raise (where / "reference" / "partition").error(f"expected COL=VALUE[,COL=VALUE], got {partition!r}")
+    return DriftConfig(partition)
+
+
 def parse_config(raw: Any, source: str) -> JobConfig:
     """Turn a parsed YAML document into a validated :class:`JobConfig`."""
     root = _Where(source)
@@ -420,7 +521,7 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         root,
         {
             "name", "engine", "keys", "input", "output", "model", "validation", "preprocessing",
-            "preprocessing_override", "contract", "scoring", "spark",
+            "preprocessing_override", "contract", "scoring", "spark", "gate", "stats", "drift",
         },
     )
     engine = raw.get("engine", "auto")
@@ -434,10 +535,13 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         raise (w / "partition_by").error("the input must be partitioned (e.g. [ds]); LakeScore scores partitions")
 
     w = root / "output"
-    r = _mapping(_req(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough"})
+    r = _mapping(_req(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough", "reports"})
+    stats_path = _table_path(_req(r, "stats", w), w / "stats")
     out = OutputConfig(
         *(_table_path(_req(r, k, w), w / k) for k in ("scored", "quarantine", "stats", "runs")),
         passthrough=_idents(r.get("passthrough"), w / "passthrough"),
+        # beside the tables by default: <folder of the stats table>/reports
+        reports=_table_path(r["reports"], w / "reports") if r.get("reports") is not None else f"{stats_path.rsplit('/', 1)[0]}/reports",
     )
     paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs]
     if len(set(paths)) != len(paths):
@@ -506,6 +610,9 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         contract=contract,
         scoring=scoring,
         spark=spark,
+        gate=_gate(raw.get("gate"), root / "gate"),
+        stats=StatsConfig(_positive_int(_mapping(raw.get("stats"), root / "stats", {"top_k"}).get("top_k", 10), root / "stats" / "top_k")),
+        drift=_drift(raw.get("drift"), root / "drift"),
     )
 
 
