@@ -134,3 +134,27 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
         "none logged" if steps is None else f"{len(steps)} step(s)",
     )
     return ResolvedModel(cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs, steps, reference)
+
+
+def peek_version(cfg: ModelConfig) -> str | None:
+    """The version a ``models:/`` reference points at now, without downloading the model
+    (None for ``runs:/`` and paths, which have no registry version).
+
+    Raises:
+        ModelError: the name, version or alias does not exist.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if cfg.tracking_uri:
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+        mlflow.set_registry_uri(cfg.tracking_uri)
+    try:
+        if m := _ALIAS.match(cfg.uri):
+            return str(MlflowClient().get_model_version_by_alias(m["name"], m["alias"]).version)
+        if m := _VERSION.match(cfg.uri):
+            return str(MlflowClient().get_model_version(m["name"], m["version"]).version)
+    except MlflowException as exc:
+        raise ModelError(f"model {cfg.uri} does not resolve: {exc.message}") from None
+    return None

@@ -234,7 +234,15 @@ def score_partition(
         )
         try:
             with _timed(timings, "score_write", f"partition {label}: scoring with {model.uri} and writing"):
-                metadata = {"lakescore.run_id": record.run_id, "lakescore.model": model.uri}
+                # what jobs.selection reads back to know this partition is done (resume, --since-last-run)
+                metadata = {
+                    "lakescore.run_id": record.run_id,
+                    "lakescore.model": model.uri,
+                    "lakescore.partition": label,
+                    "lakescore.model_version": str(model.version),
+                    "lakescore.config_hash": cfg.config_hash,
+                    "lakescore.input_version": str(input_version),
+                }
                 result = _replace_partition(scored, cfg.output.scored, engine, cfg, spec, record, metadata)
                 record.scored_version = result.version
             with _timed(timings, "stats", f"partition {label}: computing statistics"):

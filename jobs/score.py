@@ -1,5 +1,9 @@
 """The scoring job: ``spark-submit jobs/score.py --conf conf/jobs/churn.yaml --partition ds=2024-06-01``.
 
+Partitions are named (``--partition``, repeatable), a range (``--from``/``--to``, resumable: what
+is already scored with the same model version and config from unchanged input is skipped unless
+``--force``), or ``--since-last-run``. ``--dry-run`` prints the plan and writes nothing.
+
 Exit codes: 0 success, 2 usage/config/contract error (nothing written), 3 quality gate failed,
 1 anything else.
 """
@@ -10,9 +14,12 @@ import argparse
 import logging
 import sys
 
-from jobs.config import ConfigError, load_config
+from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
-from jobs.runner import EXIT_USAGE, RunResult, run
+from jobs.models import ModelError, peek_version
+from jobs.partitions import PartitionError
+from jobs.runner import EXIT_OK, EXIT_USAGE, RunResult, run
+from jobs.selection import Selection, describe, select
 from jobs.session import spark_session
 
 log = logging.getLogger("lakescore.score")
@@ -21,12 +28,19 @@ log = logging.getLogger("lakescore.score")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lakescore-score", description=__doc__.split("\n")[0])
     p.add_argument("--conf", required=True, help="job config YAML, e.g. conf/jobs/churn.yaml")
-    p.add_argument(
-        "--partition", action="append", required=True, metavar="COL=VALUE", help="input partition to score (repeatable)"
-    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--partition", action="append", metavar="COL=VALUE[,COL=VALUE]", help="input partition to score (repeatable)")
+    which.add_argument("--from", dest="start", metavar="VALUE", help="backfill: first partition value (inclusive)")
+    which.add_argument("--since-last-run", action="store_true", help="score partitions that are new or changed since last scored")
+    p.add_argument("--to", dest="end", metavar="VALUE", help="backfill: last partition value (inclusive; default: the newest)")
+    p.add_argument("--force", action="store_true", help="with --from/--to: rescore partitions already scored")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (partitions, files, model version) and write nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.end and not args.start:
+        p.error("--to needs --from")
+    return args
 
 
 def summary(result: RunResult) -> str:
@@ -46,6 +60,34 @@ def summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def selection_model_version(cfg: JobConfig) -> str | None:
+    try:
+        return peek_version(cfg.model)
+    except ModelError:
+        return None
+
+
+def _select(cfg: JobConfig, args: argparse.Namespace) -> Selection:
+    """The run's partitions, settled from Delta logs before Spark starts."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(cfg.input.path):
+        raise PartitionError(f"input table {cfg.input.path} does not exist or is not a Delta table")
+    ranged = bool(args.start)
+    return select(
+        cfg.input.path,
+        cfg.input.partition_by,
+        cfg.output.scored,
+        partitions=args.partition or (),
+        start=args.start,
+        end=args.end,
+        since_last_run=args.since_last_run,
+        model_version=peek_version(cfg.model) if ranged and not args.force else None,
+        config_hash=cfg.config_hash,
+        resume=ranged and not args.force,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_format)
@@ -54,8 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    partitions = args.partition
+    if args.start or args.since_last_run or args.dry_run:
+        try:
+            selection = _select(cfg, args)
+        except (PartitionError, ModelError) as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        for label, why in selection.skipped:
+            log.info("skipping %s: %s", label, why)
+        if args.dry_run:
+            print(describe(selection, cfg.model.uri + (f" (version {selection_model_version(cfg)})" if cfg.model.uri.startswith("models:/") else "")))
+            return EXIT_OK
+        if not selection.partitions:
+            print(f"nothing to score: {len(selection.skipped)} partition(s) already up to date", flush=True)
+            return EXIT_OK
+        partitions = list(selection.partitions)
     with spark_session(cfg.spark) as spark:
-        result = run(spark, cfg, partitions=args.partition)
+        result = run(spark, cfg, partitions=partitions)
     print(summary(result), flush=True)
     print(
         f"  tables            scored={cfg.output.scored}\n"
