@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 SPARK_SUBMIT := $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties"
 
-.PHONY: help setup check-java demo run test lint bench package clean
+.PHONY: help setup check-java demo run test lint bench package cluster-test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,8 +52,27 @@ lint: setup ## ruff over the code
 bench: setup ## scoring throughput: ours vs mlflow spark_udf vs single-process predict (ROWS=1000000)
 	$(PY) -m bench.scoring --rows $(ROWS)
 
-package: setup ## build the wheel into dist/
+PACK_VENV := build/pack-venv
+ENV_ARCHIVE := dist/lakescore-env.tar.gz
+
+# The executors' environment: the wheel's dependencies at the lock's pins, without the job's own
+# code (that ships as the wheel, so a code change needs no repack) and without pyspark (a cluster
+# brings its own Spark and puts its pyspark on the workers' path). Rebuilt when the pins change.
+$(ENV_ARCHIVE): requirements.lock setup.cfg | $(STAMP)
+	rm -rf $(PACK_VENV) build/lib build/deps && mkdir -p dist
+	$(PY) -m pip wheel --quiet --no-deps -w build/deps .
+	$(PYTHON) -m venv $(PACK_VENV)
+	$(PACK_VENV)/bin/python -m pip install --quiet -c requirements.lock build/deps/lakescore-*.whl
+	$(PACK_VENV)/bin/python -m pip uninstall --quiet -y lakescore pyspark delta-spark py4j
+	$(VENV)/bin/venv-pack --quiet --force -p $(PACK_VENV) -o $@
+
+package: setup $(ENV_ARCHIVE) ## the job's wheel and its Python environment for --archives, in dist/; prints the spark-submit commands
+	rm -rf dist/lakescore-*.whl build/lib
 	$(PY) -m pip wheel --quiet --no-deps -w dist .
+	@$(PY) -m jobs.submit_command --wheel "$$(ls dist/lakescore-*.whl)" --env $(ENV_ARCHIVE) --conf $(CONF)
+
+cluster-test: package ## start a standalone Spark master and worker on 127.0.0.1, run the packaged job there, stop them
+	$(PY) -m pytest -q -m cluster tests/cluster
 
 clean: ## remove the demo state, build output and caches (keeps .venv)
 	rm -rf .lakescore dist build *.egg-info .pytest_cache spark-warehouse
