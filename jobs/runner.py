@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyspark import SparkContext, StorageLevel
@@ -27,12 +27,13 @@ from jobs.logs import set_run_id
 from jobs.models import ModelError, ResolvedModel, resolve_model
 from jobs.partitions import PartitionError, parse_partition, partition_label
 from jobs.progress import progress
+from jobs.quality import Check, check_gate, drift_rows, previous_partition
 from jobs.reference import fitted_values
 from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, table_version, write_table
 from transforms.contract import ContractError, check_contract, conform
 from transforms.preprocess import PipelineError, input_columns, output_columns, pipeline
 from transforms.scoring import score
-from transforms.stats import input_profile, prediction_profile
+from transforms.stats import Bins, category_profile, input_profile, prediction_profile, reference_bins
 from transforms.validation import REASONS, is_quarantined, rule_columns, validate
 
 log = logging.getLogger("lakescore.run")
@@ -106,6 +107,19 @@ class Plan:
     steps: tuple[StepConfig, ...]
     fitted: dict[int, Any]
     reasons_with_code: bool = True  # False while the quarantine table predates the reason's code field
+    feature_bins: dict[str, Bins] = field(default_factory=dict)  # from the reference: what drift is measured in
+    prediction_bins: dict[str, Bins] = field(default_factory=dict)
+
+
+class GateFailed(Exception):
+    """A partition failed the quality gate (mode fail): its scores were not published."""
+
+    def __init__(self, partition: PartitionResult, stats_rows: list[dict[str, Any]], checks: list[Check]) -> None:
+        super().__init__(f"partition {partition.partition}: quality gate failed: " + "; ".join(
+            f"{c.name}({c.column}) {c.observed:.4g} > {c.limit:g}" if c.name != "min_rows" else f"min_rows {c.observed:.0f} < {c.limit:g}"
+            for c in checks if c.outcome == "fail"
+        ))
+        self.partition, self.stats_rows, self.checks = partition, stats_rows, checks
 
 
 def choose_pipeline(cfg: JobConfig, model: ResolvedModel) -> tuple[StepConfig, ...]:
@@ -191,8 +205,14 @@ def score_partition(
     input_version: int,
     record: RunRecord,
     scored_at: dt.datetime,
+    earlier: Sequence[dict[str, Any]] = (),
 ) -> tuple[PartitionResult, list[dict[str, Any]]]:
-    """Score one input partition; returns its counts and its statistics rows."""
+    """Score one input partition; returns its counts and its statistics rows.
+
+    The statistics, drift and quality gate come before the scored write: a partition that fails
+    the gate (mode fail) raises :class:`GateFailed` and its scores are not published (its
+    quarantined rows are: they say why). ``earlier``: this run's statistics rows so far.
+    """
     label = partition_label(spec)
     timings = record.timings
     raw = read_table(spark, cfg.input.path, engine, [spec], input_version, cfg.scoring.batch_size)
@@ -216,11 +236,13 @@ def score_partition(
             _replace_partition(quarantined, cfg.output.quarantine, engine, cfg, spec, record, {"lakescore.run_id": record.run_id})
 
         good = checked.where(~is_quarantined()).drop(REASONS)
-        scored = (
+        # the binned features ride along in the cached frame, so one aggregation profiles what the model saw and said
+        binned = [f for f in plan.feature_bins if f in model.features and f not in passthrough]
+        model_view = (
             good.transform(conform(input_casts))
             .transform(prepare)
             .transform(conform(feature_casts))
-            .transform(score(model_location, model.features, model.outputs, passthrough))
+            .transform(score(model_location, model.features, model.outputs, [*passthrough, *binned]))
             .select(  # the scored table's contract: keys and pass-through, outputs, lineage, partition columns
                 *[c for c in passthrough if c not in cfg.input.partition_by],
                 *model.outputs.fieldNames(),
@@ -229,10 +251,20 @@ def score_partition(
                 F.lit(record.run_id).alias("run_id"),
                 F.lit(scored_at).alias("scored_at"),
                 *cfg.input.partition_by,
+                *binned,
             )
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
+        scored = model_view.drop(*binned)
         try:
+            before = timings.get("score", 0.0)
+            with _timed(timings, "score", f"partition {label}: scoring with {model.uri} and profiling"):
+                stats_rows = _profile(cfg, model, plan, checked, model_view, [f for f in model.features if f in raw.columns])
+            stats_rows, checks = _quality(spark, cfg, engine, model, plan, spec, stats_rows, earlier, timings.get("score", 0.0) - before)
+            for row in stats_rows:
+                row.update(run_id=record.run_id, job=cfg.name, partition=label, computed_at=scored_at, **spec)
+            if cfg.gate.mode == "fail" and any(c.outcome == "fail" for c in checks):
+                raise GateFailed(_partition_result(label, stats_rows), stats_rows, checks)
             with _timed(timings, "score_write", f"partition {label}: scoring with {model.uri} and writing"):
                 # what jobs.selection reads back to know this partition is done (resume, --since-last-run)
                 metadata = {
@@ -245,17 +277,8 @@ def score_partition(
                 }
                 result = _replace_partition(scored, cfg.output.scored, engine, cfg, spec, record, metadata)
                 record.scored_version = result.version
-            with _timed(timings, "stats", f"partition {label}: computing statistics"):
-                group = list(cfg.input.partition_by)
-                # the input's view of the features: those the raw rows have (derived ones appear after preprocessing)
-                profiled = [f for f in model.features if f in raw.columns]
-                profile = checked.transform(input_profile(profiled, [r.name for r in cfg.rules], group)).unionByName(
-                    scored.transform(prediction_profile(model.outputs, group))
-                )
-                # The aggregates are a few rows per feature and metric: small enough for the driver.
-                stats_rows = [r.asDict() for r in profile.collect()]
         finally:
-            scored.unpersist()
+            model_view.unpersist()
     finally:
         checked.unpersist()
 
@@ -272,6 +295,58 @@ def score_partition(
     for row in stats_rows:
         row.update(run_id=record.run_id, job=cfg.name, partition=label, computed_at=scored_at)
     return result, stats_rows
+
+
+def _profile(
+    cfg: JobConfig, model: ResolvedModel, plan: Plan, checked: DataFrame, model_view: DataFrame, profiled: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The partition's statistics: three queries over the two cached frames (the first to touch
+    ``model_view`` scores it). ``profiled``: the features the raw input has (derived ones appear
+    only after preprocessing)."""
+    group = list(cfg.input.partition_by)
+    categorical = [f for f in profiled if not isinstance(checked.schema[f].dataType, T.NumericType)]
+    known = {c: b.categories for c, b in plan.feature_bins.items() if b.categories and c in categorical}
+    profile = (
+        checked.transform(input_profile(profiled, [r.name for r in cfg.rules], group))
+        .unionByName(checked.where(~is_quarantined()).transform(category_profile(categorical, group, cfg.stats.top_k, known)))
+        .unionByName(model_view.transform(prediction_profile(model.outputs, group, plan.feature_bins, plan.prediction_bins)))
+    )
+    # The aggregates are a few rows per feature and metric: small enough for the driver.
+    return [r.asDict() for r in profile.collect()]
+
+
+def _quality(
+    spark: SparkSession,
+    cfg: JobConfig,
+    engine: str,
+    model: ResolvedModel,
+    plan: Plan,
+    spec: dict[str, Any],
+    rows: list[dict[str, Any]],
+    earlier: Sequence[dict[str, Any]],
+    score_seconds: float,
+) -> tuple[list[dict[str, Any]], list[Check]]:
+    """``rows`` plus the scoring speed, drift (baseline and against the previous partition) and the gate checks."""
+    def row(scope: str, column: str, metric: str, value: float | None, bucket: str | None = None) -> dict[str, Any]:
+        return {"scope": scope, "column": column, "metric": metric, "bucket": bucket, "value": value}
+
+    scored = next((r["value"] for r in rows if (r["scope"], r["column"], r["metric"]) == ("rows", "*", "rows_scored")), 0)
+    rows = [*rows, row("timing", "*", "score_seconds", score_seconds), row("timing", "*", "rows_per_second", scored / score_seconds if score_seconds > 0 else None)]
+    before, before_rows = previous_partition(spark, cfg.output.stats, engine, cfg.name, cfg.input.partition_by, spec, earlier)
+    if before is None:
+        log.info("partition %s: no earlier partition has statistics; no consecutive drift", partition_label(spec))
+    rows += drift_rows(rows, plan.feature_bins, plan.prediction_bins, before_rows, before)
+    outputs = [f.name for f in model.outputs.fields]
+    checks = check_gate(cfg.gate, rows, [f for f in model.features if any(r["column"] == f for r in rows)], outputs, cfg.source)
+    for c in checks:
+        if c.outcome == "fail":
+            log.warning("partition %s: gate check %s(%s) failed: %s against a limit of %g", partition_label(spec), c.name, c.column, c.observed, c.limit)
+    return rows + [c.row() for c in checks], checks
+
+
+def _partition_result(label: str, stats_rows: Sequence[dict[str, Any]]) -> PartitionResult:
+    counts = {r["metric"]: int(r["value"]) for r in stats_rows if r["scope"] == "rows" and r["column"] == "*"}
+    return PartitionResult(label, counts.get("rows_in", 0), counts.get("rows_scored", 0), counts.get("rows_quarantined", 0))
 
 
 STATS_SCHEMA_TAIL = T.StructType(
@@ -343,10 +418,17 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
         record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
         steps = choose_pipeline(cfg, model)
         plan = Plan(steps, fitted_values(steps, model.reference, f"model {model.uri} lakescore/reference.json"), _reasons_with_code(spark, cfg, engine))
+        plan = replace(plan, **dict(zip(("feature_bins", "prediction_bins"), reference_bins(model.reference), strict=True)))
+        failed_gate: list[GateFailed] = []
         location = _ship_model(spark, model)
         scored_at = dt.datetime.now(dt.UTC)
         for spec in specs:
-            part, stats_rows = score_partition(spark, cfg, engine, model, location, plan, spec, record.input_version, record, scored_at)
+            try:
+                part, stats_rows = score_partition(spark, cfg, engine, model, location, plan, spec, record.input_version, record, scored_at, result.stats_rows)
+            except GateFailed as exc:  # the other partitions are still scored: each is its own unit
+                log.error("%s; not published", exc)
+                failed_gate.append(exc)
+                part, stats_rows = exc.partition, exc.stats_rows
             result.partitions.append(part)
             result.stats_rows.extend(stats_rows)
         with _timed(record.timings, "stats_write", "writing statistics"):
@@ -355,6 +437,11 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
         record.rows_scored = sum(p.rows_scored for p in result.partitions)
         record.rows_quarantined = sum(p.rows_quarantined for p in result.partitions)
         record.status, record.exit_code = "succeeded", EXIT_OK
+        if failed_gate:
+            record.status, record.exit_code = "gate_failed", EXIT_GATE
+            record.error = "; ".join(str(e) for e in failed_gate)[:2000]
+        elif any(r["scope"] == "gate" and r["bucket"] == "fail" for r in result.stats_rows):
+            log.warning("quality gate breached (gate.mode: warn): published anyway; see the gate rows of run %s", run_id)
     except USAGE_ERRORS as exc:
         record.status, record.exit_code, record.error = "rejected", EXIT_USAGE, str(exc)
         log.error("%s", exc)
