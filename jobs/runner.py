@@ -384,15 +384,26 @@ def _reasons_with_code(spark: SparkSession, cfg: JobConfig, engine: str) -> bool
 
 
 def _ship_model(spark: SparkSession, model: ResolvedModel) -> str:
-    """Send the model's files to every executor once; workers load it by this name."""
+    """Send the model's files to every executor once; workers load it by this name.
+
+    As a zip through ``addArchive``: ``addFile`` refuses a local directory off local mode, and
+    the executors unpack an archive once, where ``SparkFiles.get(name)`` finds it.
+    """
     if spark.sparkContext.master.startswith("local"):
         return model.local_path  # same filesystem: load it in place
-    spark.sparkContext.addFile(model.local_path, recursive=True)
-    return model.local_path.rstrip("/").rsplit("/", 1)[-1]
+    import shutil
+    import tempfile
+
+    name = f"lakescore-model-{uuid.uuid4().hex[:12]}"  # unique: a session may ship several models
+    archive = shutil.make_archive(f"{tempfile.mkdtemp(prefix='lakescore-ship-')}/{name}", "zip", model.local_path)
+    spark.sparkContext.addArchive(archive)
+    return f"{name}.zip"
 
 
-def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunResult:
+def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_version: int | None = None) -> RunResult:
     """Score ``partitions`` of the configured input; never raises for a failed run.
+
+    ``input_version`` pins the input's Delta snapshot (a replay); by default the latest is read.
 
     The outcome is in the returned record's ``status`` and ``exit_code`` and in the runs ledger.
     """
@@ -407,7 +418,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str]) -> RunRe
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
         if not table_exists(cfg.input.path):
             raise ContractError(f"input table {cfg.input.path} does not exist or is not a Delta table")
-        record.input_version = table_version(cfg.input.path)
+        record.input_version = table_version(cfg.input.path) if input_version is None else input_version
         input_schema = read_table(spark, cfg.input.path, engine, version=record.input_version).schema
         specs = [parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions]
         record.partitions = [partition_label(s) for s in specs]

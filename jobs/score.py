@@ -18,7 +18,7 @@ from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
 from jobs.models import ModelError, peek_version
 from jobs.partitions import PartitionError
-from jobs.runner import EXIT_OK, EXIT_USAGE, RunResult, run
+from jobs.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunResult, run
 from jobs.selection import Selection, describe, select
 from jobs.session import spark_session
 
@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--partition", action="append", metavar="COL=VALUE[,COL=VALUE]", help="input partition to score (repeatable)")
     which.add_argument("--from", dest="start", metavar="VALUE", help="backfill: first partition value (inclusive)")
     which.add_argument("--since-last-run", action="store_true", help="score partitions that are new or changed since last scored")
+    which.add_argument("--replay", metavar="RUN_ID", help="re-run an earlier run into scratch tables and compare its scores")
+    p.add_argument("--replay-into", metavar="PATH", help="with --replay: where the scratch tables go (default: beside the scored table)")
     p.add_argument("--to", dest="end", metavar="VALUE", help="backfill: last partition value (inclusive; default: the newest)")
     p.add_argument("--force", action="store_true", help="with --from/--to: rescore partitions already scored")
     p.add_argument("--dry-run", action="store_true", help="print the plan (partitions, files, model version) and write nothing")
@@ -88,6 +90,29 @@ def _select(cfg: JobConfig, args: argparse.Namespace) -> Selection:
     )
 
 
+def replay(cfg: JobConfig, run_id: str, into: str | None) -> int:
+    """Exit 0 when the replay reproduces the published scores, 1 when it does not, 2 when it cannot run."""
+    from jobs import replay as rp
+
+    try:
+        original = rp.find_run(cfg.output.runs, run_id)
+        scratch = into or f"{cfg.output.scored}__replay_{run_id}"
+        rcfg = rp.replay_config(cfg, original, scratch)
+    except rp.ReplayError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    log.info("replaying run %s: %s at input version %d with %s into %s", run_id, list(original.partitions), original.input_version, original.model_resolved_uri, scratch)
+    with spark_session(cfg.spark) as spark:
+        result = run(spark, rcfg, partitions=list(original.partitions), input_version=original.input_version)
+        print(summary(result), flush=True)
+        if result.exit_code != EXIT_OK:
+            return result.exit_code
+        join_on = list(dict.fromkeys([*cfg.keys, *cfg.input.partition_by]))
+        comparison = rp.compare(spark, result.record.engine or "embedded", original, cfg.output.scored, rcfg.output.scored, join_on)
+    print(comparison.describe(run_id, 1e-9), flush=True)
+    return EXIT_OK if comparison.matches else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_format)
@@ -96,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    if args.replay:
+        return replay(cfg, args.replay, args.replay_into)
     partitions = args.partition
     if args.start or args.since_last_run or args.dry_run:
         try:
