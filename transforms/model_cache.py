@@ -19,7 +19,7 @@ loads: Counter[str] = Counter()  # loads per location in this process: tests rea
 def _local_path(location: str) -> str:
     if os.path.isdir(location):
         return location
-    from pyspark import SparkFiles  # shipped with addFile: the name resolves inside the task's files dir
+    from pyspark import SparkFiles  # shipped with addArchive: the name is the directory it was unpacked to
 
     return SparkFiles.get(location)
 

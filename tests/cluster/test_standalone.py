@@ -102,9 +102,16 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path):
     ]  # fmt: skip
     with _started(master_args, master_log), _started(worker_args, worker_log) as worker:
         _wait_for("the worker to register with the master", lambda: _alive_workers(ui) == 1, logs=(master_log, worker_log))
+        # Client mode: the driver runs here in the repo's venv, but Spark starts the Python workers
+        # that plan and commit the embedded engine's reads and writes on the driver with the same
+        # PYSPARK_PYTHON as the executors, so ./environment must exist here too.
+        import tarfile
+
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp_path / "environment", filter="tar")
         env = {
             **os.environ,
-            "PYSPARK_DRIVER_PYTHON": python,  # client mode: the driver runs here, in the repo's venv
+            "PYSPARK_DRIVER_PYTHON": python,
             "PYSPARK_PYTHON": "./environment/bin/python",  # executors: the unpacked archive
             "SPARK_HOME": str(_spark_home()),
             "SPARK_LOCAL_IP": "127.0.0.1",
