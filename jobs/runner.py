@@ -33,7 +33,7 @@ from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, t
 from transforms.contract import ContractError, check_contract, conform
 from transforms.preprocess import PipelineError, input_columns, output_columns, pipeline
 from transforms.scoring import score
-from transforms.stats import Bins, category_profile, input_profile, prediction_profile, reference_bins
+from transforms.stats import Bins, category_profile, fixed_bins, input_profile, prediction_profile, reference_bins
 from transforms.validation import REASONS, is_quarantined, rule_columns, validate
 
 log = logging.getLogger("lakescore.run")
@@ -429,7 +429,10 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
         record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
         steps = choose_pipeline(cfg, model)
         plan = Plan(steps, fitted_values(steps, model.reference, f"model {model.uri} lakescore/reference.json"), _reasons_with_code(spark, cfg, engine))
-        plan = replace(plan, **dict(zip(("feature_bins", "prediction_bins"), reference_bins(model.reference), strict=True)))
+        feature_bins, prediction_bins = reference_bins(model.reference)
+        # a floating output the reference did not profile is counted in ten bins over [0, 1]: drift against the previous partition
+        fixed = {f.name: fixed_bins(f.name) for f in model.outputs.fields if isinstance(f.dataType, (T.DoubleType, T.FloatType))}
+        plan = replace(plan, feature_bins=feature_bins, prediction_bins=fixed | prediction_bins)
         failed_gate: list[GateFailed] = []
         location = _ship_model(spark, model)
         scored_at = dt.datetime.now(dt.UTC)
