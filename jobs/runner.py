@@ -29,6 +29,7 @@ from jobs.partitions import PartitionError, parse_partition, partition_label
 from jobs.progress import progress
 from jobs.quality import Check, check_gate, drift_rows, previous_partition
 from jobs.reference import fitted_values
+from jobs.report import log_to_mlflow, render, report_path, write_report
 from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, table_version, write_table
 from transforms.contract import ContractError, check_contract, conform
 from transforms.preprocess import PipelineError, input_columns, output_columns, pipeline
@@ -57,6 +58,7 @@ class RunResult:
     record: RunRecord
     partitions: list[PartitionResult] = field(default_factory=list)
     stats_rows: list[dict[str, Any]] = field(default_factory=list)
+    report: str | None = None  # the run report's path
 
     @property
     def exit_code(self) -> int:
@@ -308,7 +310,7 @@ def _profile(
     known = {c: b.categories for c, b in plan.feature_bins.items() if b.categories and c in categorical}
     profile = (
         checked.transform(input_profile(profiled, [r.name for r in cfg.rules], group))
-        .unionByName(checked.where(~is_quarantined()).transform(category_profile(categorical, group, cfg.stats.top_k, known)))
+        .unionByName(checked.transform(category_profile(categorical, group, cfg.stats.top_k, known)))
         .unionByName(model_view.transform(prediction_profile(model.outputs, group, plan.feature_bins, plan.prediction_bins)))
     )
     # The aggregates are a few rows per feature and metric: small enough for the driver.
@@ -347,6 +349,24 @@ def _quality(
 def _partition_result(label: str, stats_rows: Sequence[dict[str, Any]]) -> PartitionResult:
     counts = {r["metric"]: int(r["value"]) for r in stats_rows if r["scope"] == "rows" and r["column"] == "*"}
     return PartitionResult(label, counts.get("rows_in", 0), counts.get("rows_scored", 0), counts.get("rows_quarantined", 0))
+
+
+def _report(cfg: JobConfig, record: RunRecord, rows: list[dict[str, Any]], plan: Plan, model: ResolvedModel) -> str | None:
+    """Write the run's HTML report and log it to MLflow; a failure here is logged, not fatal (the
+    scores, stats and ledger row are what the run is for)."""
+    path = report_path(cfg, record)
+    try:
+        text = render(cfg, record, rows, plan.feature_bins, plan.prediction_bins, model.features)
+        write_report(path, text)
+    except Exception:
+        log.exception("could not write the run report %s", path)
+        return None
+    try:
+        mlflow_run = log_to_mlflow(cfg, record, rows, path, text)
+        log.info("report logged to MLflow experiment lakescore-%s, run %s", cfg.name, mlflow_run)
+    except Exception as exc:
+        log.warning("could not log the run to MLflow (experiment lakescore-%s): %s", cfg.name, exc)
+    return path
 
 
 STATS_SCHEMA_TAIL = T.StructType(
@@ -456,6 +476,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
             record.error = "; ".join(str(e) for e in failed_gate)[:2000]
         elif any(r["scope"] == "gate" and r["bucket"] == "fail" for r in result.stats_rows):
             log.warning("quality gate breached (gate.mode: warn): published anyway; see the gate rows of run %s", run_id)
+        result.report = _report(cfg, record, result.stats_rows, plan, model)
     except USAGE_ERRORS as exc:
         record.status, record.exit_code, record.error = "rejected", EXIT_USAGE, str(exc)
         log.error("%s", exc)
@@ -471,4 +492,6 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
             log.exception("could not append to the runs ledger %s", cfg.output.runs)
             if record.exit_code == EXIT_OK:
                 record.status, record.exit_code = "failed", EXIT_FAILED
+        if result.report:
+            log.info("run %s %s (exit %d); report %s", run_id, record.status, record.exit_code, result.report)
     return result

@@ -59,6 +59,8 @@ def summary(result: RunResult) -> str:
     ]
     if r.error:
         lines.append(f"  error             {r.error}")
+    if result.report:
+        lines.append(f"  report            {result.report}")
     return "\n".join(lines)
 
 

@@ -48,6 +48,7 @@ class Bins:
     categories: tuple[str, ...] = ()
     reference: tuple[float, ...] | None = None  # shares per bin; None: no reference (fixed bins)
     reference_mean: float | None = None
+    open_ends: bool = True  # label the end bins -inf/inf (they take every value beyond the edges either way)
 
     def __post_init__(self) -> None:
         if bool(self.edges) == bool(self.categories):
@@ -67,9 +68,9 @@ class Bins:
             return (*self.categories, OTHER)
         n = len(self.edges) - 1
         # the index keeps labels unique and sortable where ties repeat an edge
-        return tuple(
-            f"{i:02d} [{'-inf' if i == 0 else _g(self.edges[i])},{'inf' if i == n - 1 else _g(self.edges[i + 1])})" for i in range(n)
-        )
+        lo = lambda i: "-inf" if i == 0 and self.open_ends else _g(self.edges[i])  # noqa: E731
+        hi = lambda i: ("inf)" if self.open_ends else _g(self.edges[-1]) + "]") if i == n - 1 else _g(self.edges[i + 1]) + ")"  # noqa: E731
+        return tuple(f"{i:02d} [{lo(i)},{hi(i)}" for i in range(n))
 
     def counts(self, col: Column) -> list[Column]:
         """One count per bin, in the order of :attr:`labels`; ``col`` must already hold only
@@ -91,8 +92,9 @@ def _g(x: float) -> str:
 
 
 def fixed_bins(column: str) -> Bins:
-    """Ten equal bins over [0, 1], for a floating output without a reference (probabilities)."""
-    return Bins(column, edges=tuple(i / HIST_BINS for i in range(HIST_BINS + 1)))
+    """Ten equal bins over [0, 1], for a floating output without a reference (probabilities; a value
+    outside lands in the end bin on its side)."""
+    return Bins(column, edges=tuple(i / HIST_BINS for i in range(HIST_BINS + 1)), open_ends=False)
 
 
 def bins_from_profile(column: str, entry: Mapping[str, Any]) -> Bins | None:
