@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 SPARK_SUBMIT := $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties"
 
-.PHONY: help setup check-java demo run test lint bench package cluster-test clean
+.PHONY: help setup check-java demo run test lint bench package cluster-test sql notebook clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,13 @@ demo: setup ## create the demo input table and register the demo model (when mis
 
 run: demo ## score one partition of the demo table through spark-submit (PARTITION=2024-06-01)
 	$(SPARK_SUBMIT) jobs/score.py --conf $(CONF) --partition ds=$(PARTITION)
+
+sql: setup ## SQL over the demo job's tables with DuckDB: make sql Q="select * from runs"
+	@$(PY) -m jobs.sql --conf $(CONF) "$(Q)"
+
+notebook: setup ## run the analysts' notebook over the demo tables into build/quality.ipynb (make run first)
+	@mkdir -p build
+	$(PY) -m jobs.notebook --conf $(CONF) --out build/quality.ipynb
 
 test: setup ## run the test suite
 	$(PY) -m pytest -q

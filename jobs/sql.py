@@ -1,0 +1,67 @@
+"""SQL over a job's tables from the command line, no Spark: ``make sql Q="select ..."``.
+
+``python -m jobs.sql --conf conf/jobs/churn.yaml "select model_version, count(*) from scored group by 1"``
+
+The four tables are views named ``scored``, ``quarantine``, ``stats`` and ``runs`` (plus ``input``).
+delta-rs resolves each table's current snapshot (the files the Delta log says are live, which a
+plain Parquet glob would get wrong after an overwrite) and DuckDB runs the query over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.config import ConfigError, JobConfig, load_config
+
+
+def connect(cfg: JobConfig, version: dict[str, int] | None = None):
+    """A DuckDB connection with the job's tables as views (those that exist yet)."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    con = duckdb.connect()
+    tables = {
+        "input": cfg.input.path,
+        "scored": cfg.output.scored,
+        "quarantine": cfg.output.quarantine,
+        "stats": cfg.output.stats,
+        "runs": cfg.output.runs,
+    }
+    for name, path in tables.items():
+        if DeltaTable.is_deltatable(path):
+            at = (version or {}).get(name)
+            dataset = (DeltaTable(path, version=at) if at is not None else DeltaTable(path)).to_pyarrow_dataset()
+            con.register(name, dataset)
+    return con
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jobs.sql", description=__doc__.split("\n")[0])
+    p.add_argument("--conf", default="conf/jobs/churn.yaml")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    p.add_argument("query")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(args.conf)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    import duckdb
+
+    try:
+        result = connect(cfg).sql(args.query)
+    except duckdb.Error as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 2
+    if result is None:
+        return 0
+    if args.csv:
+        result.to_df().to_csv(sys.stdout, index=False)
+    else:
+        result.show(max_width=200, max_rows=200)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
