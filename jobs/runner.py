@@ -28,7 +28,7 @@ from jobs.models import ModelError, ResolvedModel, resolve_model
 from jobs.partitions import PartitionError, parse_partition, partition_label
 from jobs.progress import progress
 from jobs.quality import Check, check_gate, drift_rows, previous_partition
-from jobs.reference import fitted_values
+from jobs.reference import fitted_values, profile
 from jobs.report import log_to_mlflow, render, report_path, write_report
 from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, table_version, write_table
 from transforms.contract import ContractError, check_contract, conform
@@ -351,6 +351,35 @@ def _partition_result(label: str, stats_rows: Sequence[dict[str, Any]]) -> Parti
     return PartitionResult(label, counts.get("rows_in", 0), counts.get("rows_scored", 0), counts.get("rows_quarantined", 0))
 
 
+def _drift_reference(
+    spark: SparkSession, cfg: JobConfig, engine: str, model: ResolvedModel, plan: Plan, input_schema: T.StructType, version: int | None
+) -> dict[str, Any] | None:
+    """What baseline drift compares with: the model's training reference, else the input partition
+    named by ``drift.reference.partition`` (same snapshot), profiled as the model would see it: the
+    rows that pass the rules, after preprocessing. None: no baseline drift (consecutive still runs)."""
+    configured = cfg.drift.reference_partition
+    if model.reference is not None:
+        if configured:
+            log.warning("drift.reference.partition %s is not used: model %s carries its training reference", configured, model.uri)
+        return model.reference
+    if not configured:
+        log.info("model %s has no training reference and drift.reference is not set: no baseline drift", model.uri)
+        return None
+    spec = parse_partition(configured, input_schema, cfg.input.partition_by)
+    raw = read_table(spark, cfg.input.path, engine, [spec], version)
+    casts = check_contract(raw.schema, _required_columns(cfg, model, plan.steps), cfg.input.path)
+    prepared = (
+        raw.transform(validate(cfg.rules)).where(~is_quarantined()).drop(REASONS)
+        .transform(conform(casts))
+        .transform(pipeline(plan.steps, plan.fitted))
+    )
+    reference = profile(prepared, [f for f in model.features if f in prepared.columns])
+    if not reference["rows"]:
+        raise ContractError(f"{cfg.source}: drift.reference.partition: {configured} of {cfg.input.path} has no rows that pass the rules")
+    log.info("baseline drift against %s of %s (%d rows): model %s carries no training reference", configured, cfg.input.path, reference["rows"], model.uri)
+    return reference
+
+
 def _report(cfg: JobConfig, record: RunRecord, rows: list[dict[str, Any]], plan: Plan, model: ResolvedModel) -> str | None:
     """Write the run's HTML report and log it to MLflow; a failure here is logged, not fatal (the
     scores, stats and ledger row are what the run is for)."""
@@ -449,7 +478,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
         record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
         steps = choose_pipeline(cfg, model)
         plan = Plan(steps, fitted_values(steps, model.reference, f"model {model.uri} lakescore/reference.json"), _reasons_with_code(spark, cfg, engine))
-        feature_bins, prediction_bins = reference_bins(model.reference)
+        feature_bins, prediction_bins = reference_bins(_drift_reference(spark, cfg, engine, model, plan, input_schema, record.input_version))
         # a floating output the reference did not profile is counted in ten bins over [0, 1]: drift against the previous partition
         fixed = {f.name: fixed_bins(f.name) for f in model.outputs.fields if isinstance(f.dataType, (T.DoubleType, T.FloatType))}
         plan = replace(plan, feature_bins=feature_bins, prediction_bins=fixed | prediction_bins)

@@ -183,3 +183,31 @@ def test_gate_pass_publishes_and_warn_mode_publishes_a_breach_with_consecutive_d
     assert got[("drift_consecutive", "mean_diff")].value == pytest.approx(good(D2).mean() - good(D1).mean(), rel=1e-9)
     # the prediction histogram drifts against the previous partition too (the demo reference has no predictions)
     assert ("drift_consecutive", "psi") in {(r.scope, r.metric) for r in delta(tmp_path / "stats").query("column == 'probability'").itertuples()}
+
+
+def test_a_model_without_reference_drifts_against_the_configured_input_partition(days, registry, spark):
+    from dataclasses import replace
+
+    from jobs.models import resolve_model
+    from jobs.reference import fitted_values
+    from jobs.runner import Plan, _drift_reference, choose_pipeline
+    from jobs.tables import read_table
+
+    tmp_path, source = days
+    cfg = load_config(job_config(tmp_path, registry, drift={"reference": {"partition": "ds=2024-06-01"}}))
+    model = resolve_model(cfg.model)
+    steps = choose_pipeline(cfg, model)
+    plan = Plan(steps, fitted_values(steps, model.reference, "model"))
+    schema = read_table(spark, cfg.input.path, "embedded").schema
+    assert _drift_reference(spark, cfg, "embedded", model, plan, schema, 0) is model.reference  # the model's own wins
+
+    ref = _drift_reference(spark, cfg, "embedded", replace(model, reference=None), plan, schema, 0)
+    day = source[source["ds"] == D1]
+    good = day[~expected_quarantine(day)]
+    assert ref["rows"] == len(good)  # the rows that pass the rules, nothing else
+    charges = good["total_charges"].to_numpy(dtype=float)
+    assert ref["features"]["total_charges"]["bins"]["edges"] == pytest.approx(list(np.quantile(charges, np.linspace(0, 1, 11))))
+    # after preprocessing: monthly_charges' nulls are filled with the model's fitted median
+    median = model.reference["fitted"][0]["value"]
+    assert ref["features"]["monthly_charges"]["mean"] == pytest.approx(good["monthly_charges"].fillna(median).mean())
+    assert ref["features"]["plan"]["frequencies"] == pytest.approx((good["plan"].value_counts() / good["plan"].notna().sum()).to_dict())
