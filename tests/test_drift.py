@@ -11,7 +11,7 @@ from transforms.drift import EPSILON, compare, js_distance, ks_from_bins, propor
 def test_psi_matches_the_formula_written_out():
     ref, cur = np.array([50, 30, 20]), np.array([30, 30, 40])
     p, q = ref / ref.sum(), cur / cur.sum()
-    expected = sum((qi - pi) * np.log(qi / pi) for pi, qi in zip(p, q))
+    expected = sum((qi - pi) * np.log(qi / pi) for pi, qi in zip(p, q, strict=True))
     assert psi(ref, cur) == pytest.approx(expected, rel=1e-12)
     assert psi(ref, ref * 7) == pytest.approx(0.0, abs=1e-15)  # counts, not shares: the scale does not matter
 

@@ -92,7 +92,7 @@ def test_drift_rows_match_numpy_and_scipy_for_baseline_and_consecutive():
     now, before = [30, 0, 30, 40], [10, 20, 30, 40]
 
     def binned(counts, mean):
-        return [{"scope": "model_input", "column": "x", "metric": "bin_count", "bucket": b, "value": float(n)} for b, n in zip(labels, counts)] + [
+        return [{"scope": "model_input", "column": "x", "metric": "bin_count", "bucket": b, "value": float(n)} for b, n in zip(labels, counts, strict=True)] + [
             {"scope": "model_input", "column": "x", "metric": "mean", "bucket": None, "value": mean}
         ]
 
@@ -102,7 +102,7 @@ def test_drift_rows_match_numpy_and_scipy_for_baseline_and_consecutive():
         p /= p.sum()
         q = np.maximum(np.array(now) / sum(now), EPSILON)
         q /= q.sum()
-        assert got[(scope, "psi")]["value"] == pytest.approx(sum((qi - pi) * np.log(qi / pi) for pi, qi in zip(p, q)))
+        assert got[(scope, "psi")]["value"] == pytest.approx(sum((qi - pi) * np.log(qi / pi) for pi, qi in zip(p, q, strict=True)))
         assert got[(scope, "js_distance")]["value"] == pytest.approx(jensenshannon(base, now, base=2))
         assert got[(scope, "ks")]["value"] == pytest.approx(np.abs(np.cumsum(base / base.sum()) - np.cumsum(np.array(now) / sum(now))).max())
         assert got[(scope, "mean_diff")]["value"] == pytest.approx(2.5 - base_mean)

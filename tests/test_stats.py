@@ -86,7 +86,7 @@ def test_category_profile_counts_top_k_other_and_unseen_like_pandas(spark):
 
     plans = ["basic"] * 7 + ["standard"] * 5 + ["premium"] * 3 + ["gold"] * 2 + ["platinum"] + [None] * 4
     regions = (["north", "south", "east"] * 8)[: len(plans)]
-    rows = [(D1, p, r) for p, r in zip(plans, regions)] + [(D2, "basic", "west")]
+    rows = [(D1, p, r) for p, r in zip(plans, regions, strict=False)] + [(D2, "basic", "west")]
     df = spark.createDataFrame(rows, "ds date, plan string, region string")
     known = {"plan": ["basic", "standard", "premium"]}
     got = as_dict(df.transform(category_profile(["plan", "region"], ["ds"], top_k=2, known=known)))

@@ -53,7 +53,7 @@ class Bins:
     def __post_init__(self) -> None:
         if bool(self.edges) == bool(self.categories):
             raise ValueError(f"bins of {self.column}: give edges or categories, not both or neither")
-        if self.edges and (len(self.edges) < 2 or any(b < a for a, b in zip(self.edges, self.edges[1:]))):
+        if self.edges and (len(self.edges) < 2 or any(b < a for a, b in zip(self.edges, self.edges[1:], strict=False))):
             raise ValueError(f"bins of {self.column}: edges must be at least two non-decreasing numbers")
         if self.reference is not None and len(self.reference) != len(self.labels):
             raise ValueError(f"bins of {self.column}: {len(self.reference)} reference shares for {len(self.labels)} bins")
