@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -285,10 +286,30 @@ def _parquet_file(uri: str) -> pq.ParquetFile:
 
 
 def _filesystem(uri: str):
-    """The pyarrow filesystem for a URI and the path inside it."""
+    """The pyarrow filesystem for a URI and the path inside it.
+
+    Object stores take their credentials, region and endpoint from the environment (AWS_* for S3),
+    as delta-rs does, so the Parquet files and the log are reached the same way. ``s3a://`` (the
+    Hadoop spelling, which delta-rs accepts) is read as ``s3://``.
+    """
     import pyarrow.fs as pafs
 
-    return pafs.FileSystem.from_uri(uri)
+    scheme, _, rest = uri.partition("://")
+    if scheme not in ("s3", "s3a"):
+        return pafs.FileSystem.from_uri(uri)
+    bucket = rest.partition("/")[0]
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    return _s3_filesystem(bucket, environment), rest
+
+
+@functools.lru_cache(maxsize=16)
+def _s3_filesystem(bucket: str, environment: tuple[tuple[str, str], ...]):
+    # One filesystem per bucket and environment, per process: building one from a URI can cost a
+    # request (the bucket's region), and a task opens one file per partition it writes or reads.
+    # The environment is part of the key only, so a changed endpoint or key gets a new filesystem.
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(f"s3://{bucket}")[0]
 
 
 def _join(root: str, relative: str) -> str:
@@ -465,16 +486,18 @@ class _OpenFile:
 def _delete(full: str) -> None:
     try:
         if "://" in full:
-            import pyarrow.fs as pafs
+            # delta-rs's object store, not pyarrow's: pyarrow's S3 delete_file writes an empty
+            # "directory/" marker object when it removes the last file under a prefix.
+            from deltalake.fs import DeltaStorageHandler
 
-            fs, p = pafs.FileSystem.from_uri(full)
-            fs.delete_file(p)
+            parent, _, name = full.rpartition("/")
+            DeltaStorageHandler(parent).delete_file(name)
         else:
             os.remove(full)
     except FileNotFoundError:
         pass  # already gone: abort after a task cleaned up after itself
-    except OSError:
-        log.warning("could not delete %s", full)
+    except Exception as err:  # delta-rs raises its own errors; a leftover file must not hide the write's error
+        log.warning("could not delete %s: %s", full, err)
 
 
 DEFAULT_TARGET_FILE_SIZE = 128 * 1024 * 1024
@@ -547,9 +570,7 @@ class DeltaWriter(DataSourceArrowWriter):
         relative = f"{directory}/{name}" if directory else name
         full = _join(self.path, relative)
         if "://" in full:
-            import pyarrow.fs as pafs
-
-            fs, where = pafs.FileSystem.from_uri(full)
+            fs, where = _filesystem(full)
             writer = pq.ParquetWriter(where, schema, filesystem=fs, compression="snappy")
         else:
             os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -786,7 +807,7 @@ class DeltaWriter(DataSourceArrowWriter):
         import pyarrow.fs as pafs
 
         if "://" in self.path:
-            fs, root = pafs.FileSystem.from_uri(self.path)
+            fs, root = _filesystem(self.path)
         else:
             fs, root = pafs.LocalFileSystem(), os.path.abspath(self.path)
         prefix = f"part-{self.write_id}-"
@@ -838,9 +859,7 @@ def _hive_value(value: Any) -> str:
 
 
 def _remote_size(uri: str) -> int:
-    import pyarrow.fs as pafs
-
-    fs, p = pafs.FileSystem.from_uri(uri)
+    fs, p = _filesystem(uri)
     return fs.get_file_info(p).size
 
 
