@@ -29,7 +29,7 @@ def test_report_holds_counts_gate_psi_and_a_plot_per_feature_and_is_logged_to_ml
     assert not re.search(r"<script|<link|src=['\"]?http|url\((?!#)", text)  # nothing fetched from anywhere (url(#id) is inside the SVG)
     stats = delta(tmp_path / "stats")
     psi = stats[(stats["scope"] == "drift_baseline") & (stats["metric"] == "psi")].set_index("column")["value"]
-    assert set(psi.index) == set(FEATURES)  # the demo reference bins every feature
+    assert set(psi.index) == {*FEATURES, "probability"}  # the demo reference bins every feature and the held-out scores
     for feature in FEATURES:
         assert f"<h3>{feature}</h3>" in text
         assert f"{psi[feature]:.3g}" in text  # its PSI, as the stats table has it
@@ -38,7 +38,7 @@ def test_report_holds_counts_gate_psi_and_a_plot_per_feature_and_is_logged_to_ml
     assert "probability: histogram" in text and "training reference" in text
     rows = stats[stats["scope"] == "rows"].set_index("metric")["value"]
     assert f"<td>{int(rows['rows_in']):,}</td><td>{int(rows['rows_scored']):,}</td><td>{int(rows['rows_quarantined']):,}</td>" in text
-    assert text.count("✗") == len(FEATURES) + 0  # max_psi 0 breaks for every feature; the prediction has no earlier partition
+    assert text.count("✗") == len(FEATURES) + 1  # max_psi 0 breaks for every feature and for the prediction
     assert "quality gate breached (mode warn)" in text
 
     client = MlflowClient(registry["tracking_uri"])

@@ -132,7 +132,7 @@ def train_and_register(
     from mlflow.models import infer_signature
     from sklearn.metrics import roc_auc_score
 
-    from jobs.reference import log_with_model, reference
+    from jobs.reference import log_with_model, profile, reference
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -146,8 +146,12 @@ def train_and_register(
     with _spark() as spark:
         x, y, fitted, train = prepared_frame(spark, steps, rows, seed, split)
         ref = reference(train, FEATURES, fitted)
-    pipeline = build_pipeline(max_iter).fit(x[:split], y[:split])
-    auc = float(roc_auc_score(y[split:], pipeline.predict_proba(x[split:])[:, 1]))
+        pipeline = build_pipeline(max_iter).fit(x[:split], y[:split])
+        held_out = pipeline.predict_proba(x[split:])[:, 1]
+        # the predictions' reference is what the model says on rows it was not fitted on: what
+        # scoring should look like, so the job can measure baseline drift of the scores too
+        ref["predictions"] = profile(spark.createDataFrame(pd.DataFrame({"probability": held_out})), ["probability"])["features"]
+    auc = float(roc_auc_score(y[split:], held_out))
     example = x.head(5)
     probability = pipeline.predict_proba(example)[:, 1]
     outputs = pd.DataFrame({"probability": probability, "label": (probability >= 0.5).astype(np.int64)})
