@@ -56,8 +56,9 @@ test: setup ## run the test suite
 lint: setup ## ruff over the code
 	$(VENV)/bin/ruff check jobs transforms tests bench
 
-bench: setup ## scoring throughput: ours vs mlflow spark_udf vs single-process predict (ROWS=1000000)
+bench: setup ## scoring throughput (ours vs spark_udf vs predict) and Delta I/O (embedded vs Spark Parquet), ROWS=1000000
 	$(PY) -m bench.scoring --rows $(ROWS)
+	$(PY) -m bench.io --rows $(ROWS) --rounds 3
 
 PACK_VENV := build/pack-venv
 ENV_ARCHIVE := dist/lakescore-env.tar.gz

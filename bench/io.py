@@ -18,12 +18,12 @@ import platform
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from bench.measure import noop, timed
 from jobs.config import SparkConfig
 from jobs.logs import setup_logging
 from jobs.session import spark_session
@@ -51,49 +51,6 @@ def synthetic(spark: SparkSession, rows: int, slices: int) -> DataFrame:
     return spark.range(0, rows, numPartitions=slices).select(idx, *longs, *doubles, *strings, ds)
 
 
-def _cpu_seconds() -> float | None:
-    """CPU seconds used so far by this process and its descendants (the JVM, the Python workers).
-
-    Wall time on a machine shared with other users measures their load as much as ours; CPU time
-    does not, so the table shows both. Linux only (None elsewhere): it reads /proc.
-    """
-    if not os.path.isdir("/proc"):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        stats[int(entry)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0.0, [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        fields = stats.get(pid)
-        if fields:  # utime, stime, and the same for children already reaped
-            total += sum(int(v) for v in fields[11:15]) / tick
-    return total
-
-
-def _timed(action: Callable[[], object]) -> tuple[float, float | None]:
-    """(wall seconds, CPU seconds) of one call."""
-    cpu, start = _cpu_seconds(), time.perf_counter()
-    action()
-    wall, after = time.perf_counter() - start, _cpu_seconds()
-    return wall, (after - cpu if cpu is not None and after is not None else None)
-
-
-def _noop(df: DataFrame) -> None:
-    df.write.format("noop").mode("overwrite").save()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.io", description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -116,15 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             methods: list[tuple[str, str, Callable[[], object]]] = [
                 ("write", "embedded", lambda: write_table(df, delta_path, "embedded", mode="overwrite", partition_by=["ds"])),
                 ("write", "spark parquet", lambda: df.write.mode("overwrite").partitionBy("ds").parquet(parquet_path)),
-                ("read", "embedded", lambda: _noop(read_table(spark, delta_path, "embedded"))),
-                ("read", "spark parquet", lambda: _noop(spark.read.parquet(parquet_path))),
+                ("read", "embedded", lambda: noop(read_table(spark, delta_path, "embedded"))),
+                ("read", "spark parquet", lambda: noop(spark.read.parquet(parquet_path))),
             ]
             timings: dict[tuple[str, str], list[tuple[float, float | None]]] = {(d, m): [] for d, m, _ in methods}
             # rounds interleave the methods, so a burst of load from the machine's other users
             # hits both sides of a comparison rather than one
             for _ in range(args.rounds):
                 for direction, method, action in methods:
-                    timings[(direction, method)].append(_timed(action))
+                    timings[(direction, method)].append(timed(action))
             check = read_table(spark, delta_path, "embedded").count()
             if check != args.rows:
                 raise RuntimeError(f"bench: {delta_path} holds {check} rows, expected {args.rows}")

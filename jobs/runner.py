@@ -469,7 +469,8 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
             raise ContractError(f"input table {cfg.input.path} does not exist or is not a Delta table")
         record.input_version = table_version(cfg.input.path) if input_version is None else input_version
         input_schema = read_table(spark, cfg.input.path, engine, version=record.input_version).schema
-        specs = [parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions]
+        # oldest first, whatever order they were named in: consecutive drift compares with the one before
+        specs = sorted((parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions), key=lambda s: tuple(s.values()))
         record.partitions = [partition_label(s) for s in specs]
         log.info("job %s: engine=%s input=%s@v%s partitions=%s", cfg.name, engine, cfg.input.path, record.input_version, record.partitions)
 

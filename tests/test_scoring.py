@@ -10,9 +10,9 @@ OUTPUTS = T.StructType([T.StructField("probability", T.DoubleType()), T.StructFi
 
 
 def features_frame(rows: int, seed: int) -> pd.DataFrame:
-    from jobs.demo.train import training_frame
+    from jobs.demo.train import model_input_frame
 
-    x, _ = training_frame(rows, seed)
+    x = model_input_frame(rows, seed)
     return x.assign(customer_id=np.arange(rows, dtype="int64"))
 
 

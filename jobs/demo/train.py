@@ -88,6 +88,14 @@ def prepared_frame(spark, steps: tuple[StepConfig, ...], rows: int, seed: int, f
     return frame[FEATURES], frame["churned"], fitted, train
 
 
+def model_input_frame(rows: int, seed: int) -> pd.DataFrame:
+    """``rows`` demo customers as the scoring job hands them to the model: through the demo
+    pipeline (statistics fitted on these rows), as pandas. For benchmarks and tests."""
+    with _spark() as spark:
+        x, _, _, _ = prepared_frame(spark, demo_steps(), rows, seed, rows)
+    return x
+
+
 def build_pipeline(max_iter: int = 60):
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier

@@ -62,7 +62,7 @@ def resolve_engine(spark: SparkSession, requested: str) -> str:
     if requested == "native":
         raise RuntimeError(
             "engine 'native' was requested but delta-spark's classes are not on the classpath; "
-            "pass --packages io.delta:delta-spark_2.13:4.0.0 (or --jars) or use engine 'embedded'"
+            "pass --packages io.delta:delta-spark_2.13:4.4.1 (or --jars) or use engine 'embedded'"
         )
     return "embedded"
 
