@@ -9,6 +9,7 @@ STAMP := $(VENV)/.lakescore-installed
 PARTITION ?= 2024-06-01
 CONF ?= conf/jobs/churn.yaml
 ROWS ?= 1000000
+export Q  # make sql's query reaches the shell as an environment variable: quotes inside it survive
 
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
@@ -44,7 +45,7 @@ run: demo ## score one partition of the demo table through spark-submit (PARTITI
 	$(SPARK_SUBMIT) jobs/score.py --conf $(CONF) --partition ds=$(PARTITION)
 
 sql: setup ## SQL over the demo job's tables with DuckDB: make sql Q="select * from runs"
-	@$(PY) -m jobs.sql --conf $(CONF) "$(Q)"
+	@$(PY) -m jobs.sql --conf $(CONF) "$$Q"
 
 notebook: setup ## run the analysts' notebook over the demo tables into build/quality.ipynb (make run first)
 	@mkdir -p build
