@@ -39,6 +39,7 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("scored_table", T.StringType(), False),
         T.StructField("scored_version", T.LongType(), True),
         T.StructField("timings", T.MapType(T.StringType(), T.DoubleType()), False),
+        T.StructField("report", T.StringType(), True),
     ]
 )
 
@@ -98,6 +99,7 @@ class RunRecord:
     rows_quarantined: int | None = None
     scored_version: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    report: str | None = None  # the HTML run report's path
 
     def row(self) -> tuple:
         values = {**self.__dict__, "code_version": code_version()}
@@ -106,4 +108,5 @@ class RunRecord:
 
 def append_run(spark: SparkSession, record: RunRecord, path: str, engine: str) -> None:
     df = spark.createDataFrame([record.row()], LEDGER_SCHEMA)
-    write_table(df, path, engine, mode="append", commit_metadata={"lakescore.run_id": record.run_id})
+    # merge_schema: a ledger written before a column existed (e.g. report) gains it, old rows null
+    write_table(df, path, engine, mode="append", merge_schema=True, commit_metadata={"lakescore.run_id": record.run_id})

@@ -506,7 +506,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
             record.error = "; ".join(str(e) for e in failed_gate)[:2000]
         elif any(r["scope"] == "gate" and r["bucket"] == "fail" for r in result.stats_rows):
             log.warning("quality gate breached (gate.mode: warn): published anyway; see the gate rows of run %s", run_id)
-        result.report = _report(cfg, record, result.stats_rows, plan, model)
+        result.report = record.report = _report(cfg, record, result.stats_rows, plan, model)
     except USAGE_ERRORS as exc:
         record.status, record.exit_code, record.error = "rejected", EXIT_USAGE, str(exc)
         log.error("%s", exc)

@@ -21,7 +21,7 @@ def test_report_holds_counts_gate_psi_and_a_plot_per_feature_and_is_logged_to_ml
     # beside the tables by default, named in the summary and in the job's last log line
     (path,) = (tmp_path / "reports" / "churn").glob("*.html")
     run = delta(tmp_path / "runs").iloc[0]
-    assert path.name.endswith(f"_{run.run_id}.html")
+    assert path.name.endswith(f"_{run.run_id}.html") and run.report == str(path)
     assert f"  report            {path}" in out
     assert err.strip().splitlines()[-1].endswith(f"run {run.run_id} succeeded (exit 0); report {path}")
 

@@ -1,0 +1,34 @@
+"""The runs ledger keeps growing across versions of LakeScore: a ledger written before a column
+existed gains it on the next append, and its old rows read null there."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from deltalake import DeltaTable
+from pyspark.sql import types as T
+
+from jobs.ledger import LEDGER_SCHEMA, RunRecord, append_run
+from jobs.tables import write_table
+
+
+def _record(run_id: str, report: str | None) -> RunRecord:
+    started = dt.datetime(2024, 6, 2, 3, 0, tzinfo=dt.UTC)
+    return RunRecord(
+        run_id, "churn", "/in", "models:/m@champion", "h", "/scored", started,
+        status="succeeded", exit_code=0, finished_at=started, partitions=["ds=2024-06-01"], report=report,
+    )  # fmt: skip
+
+
+def test_a_ledger_without_the_report_column_gains_it_and_keeps_its_rows(spark, tmp_path):
+    path = str(tmp_path / "runs")
+    old_schema = T.StructType([f for f in LEDGER_SCHEMA.fields if f.name != "report"])
+    old_row = _record("old", None).row()[: len(old_schema.fields)]
+    write_table(spark.createDataFrame([old_row], old_schema), path, "embedded", mode="append")
+
+    append_run(spark, _record("new", "/reports/churn/x.html"), path, "embedded")
+
+    got = DeltaTable(path).to_pandas().set_index("run_id")
+    assert list(got.columns) == [f.name for f in LEDGER_SCHEMA.fields if f.name != "run_id"]
+    assert got.loc["new", "report"] == "/reports/churn/x.html"
+    assert got.loc["old", "report"] is None and got.loc["old", "status"] == "succeeded"
