@@ -63,16 +63,24 @@ bench: setup ## scoring throughput (ours vs spark_udf vs predict) and Delta I/O 
 
 PACK_VENV := build/pack-venv
 ENV_ARCHIVE := dist/lakescore-env.tar.gz
+SOURCES := $(shell find jobs transforms -name '*.py')
 
-# The executors' environment: the wheel's dependencies at the lock's pins, without the job's own
-# code (that ships as the wheel, so a code change needs no repack) and without pyspark (a cluster
-# brings its own Spark and puts its pyspark on the workers' path). Rebuilt when the pins change.
-$(ENV_ARCHIVE): requirements.lock setup.cfg | $(STAMP)
-	rm -rf $(PACK_VENV) build/lib build/deps && mkdir -p dist
+# The Python environment for --archives: the job's dependencies at the lock's pins and the job's
+# own code, without pyspark (a cluster brings its own Spark and puts its pyspark on the workers'
+# path). The code must be in it, not only in --py-files: the Python workers Spark starts on the
+# driver to plan and commit the embedded engine's reads and writes do not see --py-files.
+$(PACK_VENV)/.deps: requirements.lock setup.cfg | $(STAMP)
+	rm -rf $(PACK_VENV) build/lib build/deps
 	$(PY) -m pip wheel --quiet --no-deps -w build/deps .
 	$(PYTHON) -m venv $(PACK_VENV)
 	$(PACK_VENV)/bin/python -m pip install --quiet -c requirements.lock build/deps/lakescore-*.whl
-	$(PACK_VENV)/bin/python -m pip uninstall --quiet -y lakescore pyspark delta-spark py4j
+	$(PACK_VENV)/bin/python -m pip uninstall --quiet -y pyspark delta-spark py4j
+	touch $@
+
+$(ENV_ARCHIVE): $(PACK_VENV)/.deps $(SOURCES)
+	rm -rf build/lib build/deps && mkdir -p dist
+	$(PY) -m pip wheel --quiet --no-deps -w build/deps .
+	$(PACK_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall build/deps/lakescore-*.whl
 	$(VENV)/bin/venv-pack --quiet --force -p $(PACK_VENV) -o $@
 
 package: setup $(ENV_ARCHIVE) ## the job's wheel and its Python environment for --archives, in dist/; prints the spark-submit commands
