@@ -304,6 +304,16 @@ def _bool(value: Any, where: _Where) -> bool:
     return value
 
 
+def _distinct_columns(raw: Mapping[str, Any], where: _Where) -> tuple[str, ...]:
+    """``columns``: a non-empty list of column names, none twice."""
+    columns = _idents(_req(raw, "columns", where), where / "columns")
+    if not columns:
+        raise (where / "columns").error("expected at least one column")
+    if len(set(columns)) != len(columns):
+        raise (where / "columns").error(f"columns repeat: {list(columns)}")
+    return columns
+
+
 def _rule(raw: Any, where: _Where) -> RuleConfig:
     kind = _str(_mapping(raw, where, {"type", "name", *set().union(*RULE_KINDS.values())}).get("type"), where / "type")
     if kind not in RULE_KINDS:
@@ -311,11 +321,7 @@ def _rule(raw: Any, where: _Where) -> RuleConfig:
     raw = _mapping(raw, where, {"type", "name"} | RULE_KINDS[kind])
     column = _ident(_req(raw, "column", where), where / "column") if "column" in RULE_KINDS[kind] else None
     if kind == "unique":
-        columns = _idents(_req(raw, "columns", where), where / "columns")
-        if not columns:
-            raise (where / "columns").error("expected at least one column")
-        if len(set(columns)) != len(columns):
-            raise (where / "columns").error(f"columns repeat: {list(columns)}")
+        columns = _distinct_columns(raw, where)
         name = _ident(raw.get("name") or "unique_" + "_".join(columns), where / "name")
         return RuleConfig(kind, name, columns=columns)
     name = _ident(raw.get("name") or f"{kind}_{column}", where / "name")
@@ -402,11 +408,7 @@ def _step(raw: Any, where: _Where) -> StepConfig:
     elif kind == "derive":
         params["expr"] = _str(_req(raw, "expr", where), where / "expr")
     elif kind == "select":
-        columns = _idents(_req(raw, "columns", where), where / "columns")
-        if not columns:
-            raise (where / "columns").error("expected at least one column")
-        if len(set(columns)) != len(columns):
-            raise (where / "columns").error(f"columns repeat: {list(columns)}")
+        columns = _distinct_columns(raw, where)
         params["columns"] = columns
     elif kind == "rename":
         mapping = _req(raw, "columns", where)

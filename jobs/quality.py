@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import ALL_COLUMNS, ConfigError, GateConfig
-from jobs.tables import read_table, table_exists
+from jobs.tables import partition_predicate, read_table, table_exists
 from transforms.drift import compare
 from transforms.stats import Bins
 
@@ -111,7 +111,7 @@ def previous_partition(
             before = F.col(partition_by[0]) < F.lit(key[0])
         else:
             before = F.struct(*[F.col(c) for c in partition_by]) < F.struct(*[F.lit(v) for v in key])
-        stats = stats.where(before & (F.col("job") == job) & F.col("scope").isin(list(BINNED)))
+        stats = stats.where(before & (F.col("job") == job) & F.col("scope").isin(list(BINNED)) & F.col("metric").isin([*BINNED.values(), "mean"]))
         latest = stats.orderBy(*[F.col(c).desc() for c in partition_by], F.col("computed_at").desc()).select(*partition_by, "run_id").first()
         if latest is not None:
             table_best = tuple(latest[c] for c in partition_by)
@@ -120,11 +120,8 @@ def previous_partition(
         return rows[0]["partition"], rows
     if table_best is None:
         return None, []
-    match = F.lit(True)
-    for c, v in zip(partition_by, table_best, strict=True):
-        match = match & (F.col(c) == F.lit(v))
+    match = partition_predicate([dict(zip(partition_by, table_best, strict=True))])
     rows = [r.asDict() for r in stats.where(match & (F.col("run_id") == latest["run_id"])).collect()]
-    rows = [r for r in rows if wanted(r)]
     return (rows[0]["partition"] if rows else None), rows
 
 

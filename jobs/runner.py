@@ -267,7 +267,7 @@ def score_partition(
                 row.update(run_id=record.run_id, job=cfg.name, partition=label, computed_at=scored_at, **spec)
             if cfg.gate.mode == "fail" and any(c.outcome == "fail" for c in checks):
                 raise GateFailed(_partition_result(label, stats_rows), stats_rows, checks)
-            with _timed(timings, "score_write", f"partition {label}: scoring with {model.uri} and writing"):
+            with _timed(timings, "score_write", f"partition {label}: writing the scores"):
                 # what jobs.selection reads back to know this partition is done (resume, --since-last-run)
                 metadata = {
                     "lakescore.run_id": record.run_id,
@@ -284,8 +284,7 @@ def score_partition(
     finally:
         checked.unpersist()
 
-    counts = {r["metric"]: int(r["value"]) for r in stats_rows if r["scope"] == "rows" and r["column"] == "*"}
-    result = PartitionResult(label, counts.get("rows_in", 0), counts.get("rows_scored", 0), counts.get("rows_quarantined", 0))
+    result = _partition_result(label, stats_rows)
     if result.rows_in != result.rows_scored + result.rows_quarantined:
         raise RuntimeError(
             f"partition {label}: rows in ({result.rows_in}) != scored ({result.rows_scored}) + "
@@ -294,8 +293,6 @@ def score_partition(
     log.info(
         "partition %s: %d rows in, %d scored, %d quarantined", label, result.rows_in, result.rows_scored, result.rows_quarantined
     )
-    for row in stats_rows:
-        row.update(run_id=record.run_id, job=cfg.name, partition=label, computed_at=scored_at)
     return result, stats_rows
 
 
