@@ -29,8 +29,27 @@ class _Json(logging.Formatter):
         return json.dumps(payload)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler was made.
+
+    A handler holding the stream it was built with writes into a closed file once that stream is
+    replaced and closed (pytest's capture between tests, a notebook kernel restarting its streams).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.addFilter(_RunId())
     if fmt == "json":
         handler.setFormatter(_Json())

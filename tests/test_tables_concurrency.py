@@ -85,8 +85,8 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
             time.sleep(0.005)
 
     # One task streams 10,000 rows (~3 MB of Arrow) of ds=D1 and fails on the last one, on the JVM
-    # side (as a bad cast would): far more than the pipe to the Python writer buffers, so that
-    # writer has rolled and opened files by then. The other task writes ds=D2 and succeeds.
+    # side (as a bad cast would): its Python writer has rolled and opened files by then, and sees
+    # its input end as if complete. The other task writes ds=D2 and succeeds.
     last = 10_099
     d1 = spark.range(100, last + 1, numPartitions=1).select("id", F.lit("x" * 300).alias("name"), F.lit(D1).alias("ds"))
     d2 = spark.range(30_000, 30_050, numPartitions=1).select("id", F.lit("y").alias("name"), F.lit(D2).alias("ds"))
@@ -103,9 +103,65 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert len({f for f in seen - files if f.startswith("ds=2024-06-01/")}) >= 2  # it was mid-write
     assert table_version(path) == before
+    # The failed task's Python worker can still be writing when the job's error reaches us; it
+    # deletes its own files once it finishes (see the next test). Wait for that, not for a guess.
+    deadline = time.monotonic() + 60
+    while parquet_on_disk(path) != files and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert parquet_on_disk(path) == files  # neither the failed task's files nor the finished task's
     assert table_rows(path) == rows
     assert read_table(spark, path, "embedded").count() == len(rows)
+
+
+def test_a_task_still_writing_after_abort_deletes_its_own_files(spark, tmp_path):
+    """The race behind the test above, made deterministic: the driver aborts before the failed
+    task's worker has opened a file, then the worker writes everything it was sent and its input
+    ends as if complete. Without abort's marker those closed, complete files would stay."""
+    import threading
+
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from jobs.tables import TableWriteError
+    from jobs.tables.embedded import DeltaDataSource
+
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    files, rows = parquet_on_disk(path), table_rows(path)
+    writer = DeltaDataSource({"path": path, "partition_by": "ds", "target_file_size": "200"}).writer(SCHEMA, False)
+    aborted = threading.Event()
+    outcome: list[BaseException | object] = []
+
+    def batches():
+        aborted.wait(30)  # what is still in the socket when the JVM side fails
+        for start in range(100, 130, 5):
+            yield pa.RecordBatch.from_pylist([{"id": i, "name": f"n{i}", "ds": D1} for i in range(start, start + 5)], schema=to_arrow_schema(SCHEMA))
+
+    def task():
+        try:
+            outcome.append(writer.write(batches()))
+        except BaseException as err:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(err)
+
+    worker = threading.Thread(target=task)
+    worker.start()
+    writer.abort([None])  # the failed task reported nothing, and has no file yet
+    aborted.set()
+    worker.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], TableWriteError), outcome
+    assert "the write was aborted while this task ran" in str(outcome[0])
+    assert parquet_on_disk(path) == files
+    assert table_rows(path) == rows
+
+    # the marker stays for stragglers until vacuum finds it older than the retention
+    from jobs.tables import vacuum
+
+    marker = f"_lakescore/aborted/{writer.write_id}"
+    assert os.path.isfile(os.path.join(path, marker))
+    assert vacuum(path, dry_run=False) == []
+    assert vacuum(path, retention_hours=0, dry_run=True, allow_short_retention=True) == [marker]
+    assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == [marker]
+    assert not os.path.exists(os.path.join(path, marker))
+    assert table_rows(path) == rows
 
 
 def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark, tmp_path):

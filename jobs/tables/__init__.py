@@ -24,6 +24,7 @@ from jobs.tables.embedded import (
     DeltaDataSource,
     SchemaMismatchError,
     TableWriteError,
+    expired_abort_markers,
     partition_string,
 )
 
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("lakescore.tables")
+
+# delta.deletedFileRetentionDuration's default; how long vacuum keeps abort markers by default
+DEFAULT_RETENTION_HOURS = 7 * 24
 
 PartitionSpec = Mapping[str, Any]  # {"ds": date(2024, 6, 1)}: typed values
 
@@ -253,7 +257,8 @@ def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = Tru
 
     That is files removed from the table more than ``retention_hours`` ago, and files the log never
     referenced (a killed writer's, a crashed job's) once they are that old: delta-rs's ``full``
-    vacuum, since its default mode only looks at files the log removed.
+    vacuum, since its default mode only looks at files the log removed. Also the markers aborted
+    writes leave under ``_lakescore/aborted/`` once they are that old (a week by default).
 
     Args:
         retention_hours: keep files younger than this; default the table's
@@ -277,5 +282,7 @@ def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = Tru
         enforce_retention_duration=not allow_short_retention,
         full=True,
     )
+    # delta-rs has checked the retention by now; markers only need to outlive a straggling task
+    files += expired_abort_markers(path, DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours, delete=not dry_run)
     log.info("vacuum %s (retention %s h, dry_run=%s): %d file(s)", path, retention_hours, dry_run, len(files))
     return sorted(files)

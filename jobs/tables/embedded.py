@@ -46,11 +46,13 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import ArrayType, DataType, DoubleType, FloatType, MapType, StructField, StructType
 
+from jobs.logs import StderrHandler
+
 FORMAT = "lakescore_delta"
 log = logging.getLogger("lakescore.delta")
 if not logging.getLogger("lakescore").handlers:
     # Planning and commit run in Python workers the JVM starts, where nobody configured logging.
-    _handler = logging.StreamHandler()
+    _handler = StderrHandler()
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("lakescore").addHandler(_handler)
     logging.getLogger("lakescore").setLevel(logging.INFO)
@@ -501,6 +503,9 @@ def _delete(full: str) -> None:
 
 
 DEFAULT_TARGET_FILE_SIZE = 128 * 1024 * 1024
+# Where abort leaves its markers (see DeltaWriter.abort); readers skip "_" directories, vacuum
+# removes markers once they are older than its retention.
+ABORTED_DIR = "_lakescore/aborted"
 
 
 class DeltaWriter(DataSourceArrowWriter):
@@ -536,7 +541,8 @@ class DeltaWriter(DataSourceArrowWriter):
         """Stream batches into one open Parquet file per partition, rolling at the target size.
 
         Memory holds one batch and the open writers' row groups, not the task's rows. If the task
-        fails, every file it wrote is deleted before the error goes on.
+        fails, or finds the write aborted once its files are closed, every file it wrote is deleted
+        before the error goes on.
         """
         open_files: dict[tuple[tuple[str, Any], ...], _OpenFile] = {}
         adds: list[dict[str, Any]] = []
@@ -554,6 +560,8 @@ class DeltaWriter(DataSourceArrowWriter):
                         adds.append(self._close(open_files.pop(values)))
             while open_files:
                 adds.append(self._close(open_files.popitem()[1]))
+            if _file_exists(self._abort_marker()):
+                raise TableWriteError(f"Delta write to {self.path}: the write was aborted while this task ran; its files are deleted")
         except BaseException:
             for current in open_files.values():
                 with contextlib.suppress(Exception):
@@ -789,18 +797,26 @@ class DeltaWriter(DataSourceArrowWriter):
     def abort(self, messages: list[WrittenFiles | None]) -> None:
         """Delete this write's files: those the tasks reported, and those of tasks that never did.
 
-        A task that fails on the JVM side mid-stream (a bad row, a cancelled stage) leaves its open
-        and rolled files behind without a message, so the table is also swept for files named with
-        this write's id. Files the log references are never deleted, whatever happened before.
-        A task still being cancelled can create a file after the sweep: vacuum removes those.
+        A task that fails on the JVM side mid-stream (a bad row, a cancelled stage) reports no
+        message, yet its Python worker sees its input end as if it were complete: it goes on
+        writing what was already sent to it, closes its files and returns, possibly after this
+        runs. So abort first leaves a marker named with this write's id, which every task checks
+        after closing its files (see ``write``), then sweeps the table for files named with the
+        write's id. A task that checked before the marker existed had closed its files by then, so
+        the sweep finds them; one that checks after deletes its own. Files the log references are
+        never deleted. Only a worker killed mid-write leaves files behind: vacuum removes those.
         """
+        _touch(self._abort_marker())  # first: a task that finishes after this deletes its own files
         live = {unquote(p) for p in _files_by_partition(_open(self.path))} if _exists(self.path) else set()
         reported = {unquote(add["path"]) for m in messages if m is not None for add in m.adds}
-        swept = self._unreported_files() - reported
-        for relative in sorted((reported | swept) - live):  # already unquoted: no _join, which unquotes
+        swept = self._unreported_files() - reported - live
+        for relative in sorted((reported - live) | swept):  # already unquoted: no _join, which unquotes
             _delete(f"{self.path.rstrip('/')}/{relative}")
         if swept:
-            log.info("delta %s: deleted %d file(s) of failed or cancelled tasks", self.path, len(swept - live))
+            log.info("delta %s: deleted %d file(s) of failed or cancelled tasks", self.path, len(swept))
+
+    def _abort_marker(self) -> str:
+        return f"{self.path.rstrip('/')}/{ABORTED_DIR}/{self.write_id}"
 
     def _unreported_files(self) -> set[str]:
         """Files under the table named with this write's id, relative to the table root."""
@@ -856,6 +872,46 @@ class DeltaWriter(DataSourceArrowWriter):
 def _hive_value(value: Any) -> str:
     text = partition_string(value)
     return "__HIVE_DEFAULT_PARTITION__" if text is None else text
+
+
+def _touch(uri: str) -> None:
+    try:
+        if "://" in uri:
+            fs, where = _filesystem(uri)
+            fs.open_output_stream(where).close()
+        else:
+            os.makedirs(os.path.dirname(uri), exist_ok=True)
+            open(uri, "ab").close()
+    except OSError as err:  # the sweep still runs; a task finishing later leaves files for vacuum
+        log.warning("could not write %s: %s", uri, err)
+
+
+def _file_exists(uri: str) -> bool:
+    if "://" in uri:
+        import pyarrow.fs as pafs
+
+        fs, where = _filesystem(uri)
+        return fs.get_file_info(where).type != pafs.FileType.NotFound
+    return os.path.exists(uri)
+
+
+def expired_abort_markers(path: str, older_than_hours: float, delete: bool) -> list[str]:
+    """The markers aborted writes left (see DeltaWriter.abort) older than this, relative to the
+    table root; deleted unless ``delete`` is false. delta-rs's vacuum skips ``_`` directories."""
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        fs, root = _filesystem(path)
+    else:
+        fs, root = pafs.LocalFileSystem(), os.path.abspath(path)
+    root = root.rstrip("/")
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{ABORTED_DIR}", allow_not_found=True))
+    cutoff = time.time() - older_than_hours * 3600
+    expired = sorted(f"{ABORTED_DIR}/{i.base_name}" for i in infos if i.is_file and i.mtime is not None and i.mtime.timestamp() < cutoff)
+    if delete:
+        for relative in expired:
+            _delete(f"{path.rstrip('/')}/{relative}")
+    return expired
 
 
 def _remote_size(uri: str) -> int:
