@@ -180,10 +180,11 @@ def _replace_partition(
 ) -> WriteResult:
     """One transaction that replaces partition ``spec`` of ``path`` with ``df`` (which may be empty).
 
-    The Delta app transaction (job and partition, versioned by the run's start time) makes a
-    retried commit of the same run a no-op, while any later run still replaces the partition.
+    The Delta app transaction (job, run and partition) makes a retried commit of the same run a
+    no-op, while any other run still replaces the partition. The run id, not a clock, tells runs
+    apart: a run started on a host whose clock is behind must not be skipped as already done.
     """
-    txn = (f"lakescore/{cfg.name}/{partition_label(spec)}", int(record.started_at.timestamp() * 1000))
+    txn = (f"lakescore/{cfg.name}/{record.run_id}/{partition_label(spec)}", 0)
     return write_table(
         df,
         path,

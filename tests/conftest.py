@@ -5,10 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+# Spark hands timestamps to Python in the process's local zone: pin it (and the JVM's, which
+# inherits TZ) so expected values do not depend on where the suite runs.
+os.environ["TZ"] = "UTC"
+time.tzset()
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 

@@ -273,3 +273,30 @@ def test_quarantine_table_from_before_the_reason_code_keeps_its_schema(small, re
     quarantined = delta(tmp_path / "quarantine", ds=D1)
     assert len(quarantined) == expected_quarantine(source).sum() > 0
     assert all(set(r) == {"rule", "column", "message"} for reasons in quarantined["quarantine_reasons"] for r in reasons)
+
+
+def test_a_run_whose_clock_is_behind_the_last_run_still_replaces_the_partition(spark, tmp_path):
+    """The partition's app transaction is told apart by run id, not start time: a run started on
+    a host whose clock is behind must commit, not be skipped as a retry of an earlier one."""
+    from types import SimpleNamespace
+
+    from jobs.ledger import RunRecord
+    from jobs.runner import _replace_partition
+    from jobs.tables import read_table
+
+    path = str(tmp_path / "scored")
+    cfg = SimpleNamespace(name="churn", input=SimpleNamespace(partition_by=["ds"]))
+    spec = {"ds": dt.date(2024, 6, 1)}
+    now = dt.datetime(2024, 6, 2, 3, 0, tzinfo=dt.UTC)
+
+    def run(run_id, started_at, ids):
+        record = RunRecord(run_id, "churn", "in", "models:/m@champion", "h", path, started_at)
+        df = spark.createDataFrame([(i, spec["ds"]) for i in ids], "id long, ds date")
+        return _replace_partition(df, path, "embedded", cfg, spec, record, {"lakescore.run_id": run_id})
+
+    run("run-a", now, [1, 2])
+    second = run("run-b", now - dt.timedelta(hours=1), [3])
+    assert second.version == 1
+    assert sorted(r.id for r in read_table(spark, path, "embedded").collect()) == [3]
+    run("run-b", now - dt.timedelta(hours=1), [4])  # the same run again: a retried commit, a no-op
+    assert sorted(r.id for r in read_table(spark, path, "embedded").collect()) == [3]

@@ -194,9 +194,9 @@ def test_failed_write_to_s3_leaves_no_files_and_no_commit(spark, s3_path, s3_end
             spark.createDataFrame(rows_for(D2, 2), SCHEMA), s3_path, "embedded", mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}]
         )
     after = _keys(s3_endpoint["client"], prefix)
-    markers = [k for k in after if k.startswith(f"{prefix}_lakescore/aborted/")]
-    assert len(markers) == 1  # abort's marker, for tasks still writing (see DeltaWriter.abort)
-    assert [k for k in after if k not in markers] == before  # abort deleted the D2 files it had written
+    markers = f"{prefix}_lakescore/ended/"  # one per ended write, for attempts still running (see DeltaWriter.abort)
+    assert len([k for k in after if k.startswith(markers)]) == 2  # the first write's commit, this one's abort
+    assert [k for k in after if not k.startswith(markers)] == [k for k in before if not k.startswith(markers)]  # D2 files deleted
 
 
 def test_s3a_uri_reads_the_same_table_as_s3(spark, s3_path):

@@ -111,6 +111,21 @@ def test_commit_metadata_is_recorded(spark, tmp_path):
     assert DeltaTable(path).history(1)[0]["lakescore.run_id"] == "abc"
 
 
+def test_write_reports_its_own_commit_version_when_another_commit_follows(spark, tmp_path):
+    from jobs.tables import WRITE_TOKEN, committed_version
+
+    path = str(tmp_path / "t")
+    first = write_table(spark.createDataFrame(rows_for(D1, 1), SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
+    second = write_table(spark.createDataFrame(rows_for(D1, 1, 10), SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
+    assert (first.version, second.version) == (0, 1)
+    other = pa.table({"id": pa.array([99], pa.int64()), "x": [1.0], "name": ["other"], "ds": pa.array([D1], pa.date32())})
+    write_deltalake(path, other, mode="append")  # another writer, just after
+    tokens = {e["version"]: e.get(WRITE_TOKEN) for e in DeltaTable(path).history()}
+    assert tokens[2] is None and tokens[0] != tokens[1]
+    assert committed_version(path, tokens[1]) == 1  # not 2, the table's latest
+    assert committed_version(path, tokens[0]) == 0
+
+
 def test_nested_and_decimal_types_round_trip(spark, tmp_path):
     schema = T.StructType(
         [

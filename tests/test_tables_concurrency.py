@@ -97,17 +97,24 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
     try:
         with pytest.raises(Exception, match="boom on the last row"):
             write_table(data, path, "embedded", mode="append", partition_by=["ds"], target_file_size=500_000)
+        assert table_version(path) == before
+        # The failed task's Python worker can still be writing when the job's error reaches us; it
+        # deletes its own files once it finishes (see the next test). Wait until the table has
+        # shown only its own files for two seconds in a row, watching all along.
+        deadline, settled_since = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            if parquet_on_disk(path) != files:
+                settled_since = None
+            elif settled_since is None:
+                settled_since = time.monotonic()
+            elif time.monotonic() - settled_since >= 2:
+                break
+            time.sleep(0.05)
     finally:
         done.set()
         watcher.join()
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert len({f for f in seen - files if f.startswith("ds=2024-06-01/")}) >= 2  # it was mid-write
-    assert table_version(path) == before
-    # The failed task's Python worker can still be writing when the job's error reaches us; it
-    # deletes its own files once it finishes (see the next test). Wait for that, not for a guess.
-    deadline = time.monotonic() + 60
-    while parquet_on_disk(path) != files and time.monotonic() < deadline:
-        time.sleep(0.1)
     assert parquet_on_disk(path) == files  # neither the failed task's files nor the finished task's
     assert table_rows(path) == rows
     assert read_table(spark, path, "embedded").count() == len(rows)
@@ -148,20 +155,71 @@ def test_a_task_still_writing_after_abort_deletes_its_own_files(spark, tmp_path)
     aborted.set()
     worker.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], TableWriteError), outcome
-    assert "the write was aborted while this task ran" in str(outcome[0])
+    assert "the write had ended (committed or aborted) before this task attempt finished" in str(outcome[0])
     assert parquet_on_disk(path) == files
     assert table_rows(path) == rows
 
     # the marker stays for stragglers until vacuum finds it older than the retention
     from jobs.tables import vacuum
 
-    marker = f"_lakescore/aborted/{writer.write_id}"
+    marker = f"_lakescore/ended/{writer.write_id}"
     assert os.path.isfile(os.path.join(path, marker))
     assert vacuum(path, dry_run=False) == []
-    assert vacuum(path, retention_hours=0, dry_run=True, allow_short_retention=True) == [marker]
-    assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == [marker]
-    assert not os.path.exists(os.path.join(path, marker))
+    expired = vacuum(path, retention_hours=0, dry_run=True, allow_short_retention=True)
+    assert marker in expired and all(f.startswith("_lakescore/ended/") for f in expired)  # also base_table's commit's
+    assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == expired
+    assert os.listdir(os.path.join(path, "_lakescore/ended")) == []
     assert table_rows(path) == rows
+
+
+def test_commit_deletes_the_files_of_other_attempts_of_its_tasks(spark, tmp_path):
+    """With task retries or speculation, an attempt that failed (finished writing, then lost) and
+    one still running when the job commits: neither's files may stay beside the committed ones."""
+    import threading
+
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from jobs.tables import TableWriteError
+    from jobs.tables.embedded import DeltaDataSource
+
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    writer = DeltaDataSource({"path": path, "partition_by": "ds", "target_file_size": "200"}).writer(SCHEMA, False)
+
+    def batches(ids, gate=None):
+        if gate is not None:
+            gate.wait(30)
+        for start in range(0, len(ids), 5):
+            chunk = ids[start : start + 5]
+            yield pa.RecordBatch.from_pylist([{"id": i, "name": f"n{i}", "ds": D1} for i in chunk], schema=to_arrow_schema(SCHEMA))
+
+    lost = writer.write(batches(list(range(100, 110))))  # attempt 1: wrote, then its task failed: never reported
+    lost_files = {unquote_path(a["path"]) for a in lost.adds}
+    assert lost_files <= parquet_on_disk(path)
+    gate, outcome = threading.Event(), []
+    straggler = threading.Thread(target=lambda: outcome.append(_outcome(lambda: writer.write(batches(list(range(100, 110)), gate)))))
+    straggler.start()  # attempt 3, speculative, still running when the job commits
+    won = writer.write(batches(list(range(100, 110))))  # attempt 2: reported
+    writer.commit([won])
+    gate.set()
+    straggler.join(30)
+
+    assert isinstance(outcome[0], TableWriteError), outcome
+    assert parquet_on_disk(path) == named_by_log(path)  # attempt 1's files swept, attempt 3 deleted its own
+    assert table_rows(path) == sorted(rows_for(D1, [1, 2, *range(100, 110)]) + rows_for(D2, [3]))
+
+
+def unquote_path(relative: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(relative)
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except BaseException as err:  # noqa: BLE001 - the outcome is what the test checks
+        return err
 
 
 def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark, tmp_path):
@@ -181,10 +239,11 @@ def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark,
     assert vacuum(path) == []
     with pytest.raises(Exception, match="retention"):
         vacuum(path, retention_hours=0)
-    assert vacuum(path, retention_hours=0, dry_run=True, allow_short_retention=True) == sorted(orphans)
+    markers = [f"_lakescore/ended/{m}" for m in os.listdir(os.path.join(path, "_lakescore/ended"))]  # base_table's commit's
+    assert vacuum(path, retention_hours=0, dry_run=True, allow_short_retention=True) == sorted([*orphans, *markers])
     assert parquet_on_disk(path) - named_by_log(path) == orphans  # a dry run deletes nothing
 
-    assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == sorted(orphans)
+    assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == sorted([*orphans, *markers])
     assert parquet_on_disk(path) == named_by_log(path)
     assert table_rows(path) == rows
     back = sorted((r.id, r.name, r.ds) for r in read_table(spark, path, "embedded").collect())

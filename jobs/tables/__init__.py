@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -24,7 +25,7 @@ from jobs.tables.embedded import (
     DeltaDataSource,
     SchemaMismatchError,
     TableWriteError,
-    expired_abort_markers,
+    expired_end_markers,
     partition_string,
 )
 
@@ -33,7 +34,9 @@ __all__ = [
     "ConcurrentWriteError",
     "SchemaMismatchError",
     "TableWriteError",
+    "WRITE_TOKEN",
     "WriteResult",
+    "committed_version",
     "read_table",
     "table_exists",
     "table_version",
@@ -45,6 +48,8 @@ log = logging.getLogger("lakescore.tables")
 
 # delta.deletedFileRetentionDuration's default; how long vacuum keeps abort markers by default
 DEFAULT_RETENTION_HOURS = 7 * 24
+
+WRITE_TOKEN = "lakescore.write"  # commit metadata key: one random token per write_table call
 
 PartitionSpec = Mapping[str, Any]  # {"ds": date(2024, 6, 1)}: typed values
 
@@ -192,6 +197,10 @@ def write_table(
     if custom:
         # delta-rs 1.6.6 (delta-kernel) fails "Error parsing property" on any other key at commit time
         raise ValueError(f"Delta write to {path}: table properties must be delta.* keys, got {custom}")
+    # Names this write's commit, so the version it created is found even when another writer
+    # commits right after it (the table's latest version would then be the other's).
+    token = uuid.uuid4().hex
+    commit_metadata = {**(commit_metadata or {}), WRITE_TOKEN: token}
     writer = df.write.mode(mode)
     if engine == "native":
         writer = writer.format("delta")
@@ -228,9 +237,22 @@ def write_table(
             writer.save()
         except Exception as err:
             raise _lakescore_error(err) from err
-    version = table_version(path)
+    version = committed_version(path, token)
     log.info("wrote %s (%s) -> version %s", path, mode, version)
     return WriteResult(path, version)
+
+
+def committed_version(path: str, token: str, search: int = 20) -> int | None:
+    """The version whose commit carries this write token; the latest version when none of the
+    last ``search`` commits does (an app transaction that had already committed wrote nothing)."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path)
+    for entry in table.history(search):
+        # the embedded engine stores metadata as commitInfo keys, delta-spark as userMetadata JSON
+        if entry.get(WRITE_TOKEN) == token or token in str(entry.get("userMetadata") or ""):
+            return int(entry["version"])
+    return table.version()
 
 
 def _lakescore_error(err: Exception) -> Exception:
@@ -257,8 +279,8 @@ def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = Tru
 
     That is files removed from the table more than ``retention_hours`` ago, and files the log never
     referenced (a killed writer's, a crashed job's) once they are that old: delta-rs's ``full``
-    vacuum, since its default mode only looks at files the log removed. Also the markers aborted
-    writes leave under ``_lakescore/aborted/`` once they are that old (a week by default).
+    vacuum, since its default mode only looks at files the log removed. Also the markers ended
+    writes leave under ``_lakescore/ended/`` once they are that old (a week by default).
 
     Args:
         retention_hours: keep files younger than this; default the table's
@@ -283,6 +305,6 @@ def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = Tru
         full=True,
     )
     # delta-rs has checked the retention by now; markers only need to outlive a straggling task
-    files += expired_abort_markers(path, DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours, delete=not dry_run)
+    files += expired_end_markers(path, DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours, delete=not dry_run)
     log.info("vacuum %s (retention %s h, dry_run=%s): %d file(s)", path, retention_hours, dry_run, len(files))
     return sorted(files)

@@ -503,9 +503,9 @@ def _delete(full: str) -> None:
 
 
 DEFAULT_TARGET_FILE_SIZE = 128 * 1024 * 1024
-# Where abort leaves its markers (see DeltaWriter.abort); readers skip "_" directories, vacuum
-# removes markers once they are older than its retention.
-ABORTED_DIR = "_lakescore/aborted"
+# Where a write that has ended (committed or aborted) leaves its marker, for task attempts still
+# running (see DeltaWriter.abort); readers skip "_" directories, vacuum removes old markers.
+ENDED_DIR = "_lakescore/ended"
 
 
 class DeltaWriter(DataSourceArrowWriter):
@@ -541,8 +541,8 @@ class DeltaWriter(DataSourceArrowWriter):
         """Stream batches into one open Parquet file per partition, rolling at the target size.
 
         Memory holds one batch and the open writers' row groups, not the task's rows. If the task
-        fails, or finds the write aborted once its files are closed, every file it wrote is deleted
-        before the error goes on.
+        fails, or finds the write already ended once its files are closed (a failed or duplicate
+        attempt outliving the job), every file it wrote is deleted before the error goes on.
         """
         open_files: dict[tuple[tuple[str, Any], ...], _OpenFile] = {}
         adds: list[dict[str, Any]] = []
@@ -560,8 +560,10 @@ class DeltaWriter(DataSourceArrowWriter):
                         adds.append(self._close(open_files.pop(values)))
             while open_files:
                 adds.append(self._close(open_files.popitem()[1]))
-            if _file_exists(self._abort_marker()):
-                raise TableWriteError(f"Delta write to {self.path}: the write was aborted while this task ran; its files are deleted")
+            if _file_exists(self._end_marker()):
+                raise TableWriteError(
+                    f"Delta write to {self.path}: the write had ended (committed or aborted) before this task attempt finished; its files are deleted"
+                )
         except BaseException:
             for current in open_files.values():
                 with contextlib.suppress(Exception):
@@ -611,7 +613,13 @@ class DeltaWriter(DataSourceArrowWriter):
 
     # -- driver -------------------------------------------------------------------------------
     def commit(self, messages: list[WrittenFiles | None]) -> None:
-        """Commit every task's files as one Delta transaction (Spark calls ``abort`` if this raises).
+        """Commit every task's files as one Delta transaction (Spark calls ``abort`` if this raises),
+        then clear out what other attempts of the same tasks wrote (see ``_tidy_after_commit``)."""
+        self._commit(messages)
+        self._tidy_after_commit([a for m in messages if m is not None for a in m.adds])
+
+    def _commit(self, messages: list[WrittenFiles | None]) -> None:
+        """The commit itself.
 
         Conflicts are judged here rather than by delta-rs: its checker treats a
         ``create_write_transaction`` overwrite as having read the whole table, so two overwrites of
@@ -806,7 +814,7 @@ class DeltaWriter(DataSourceArrowWriter):
         the sweep finds them; one that checks after deletes its own. Files the log references are
         never deleted. Only a worker killed mid-write leaves files behind: vacuum removes those.
         """
-        _touch(self._abort_marker())  # first: a task that finishes after this deletes its own files
+        _touch(self._end_marker())  # first: a task that finishes after this deletes its own files
         live = {unquote(p) for p in _files_by_partition(_open(self.path))} if _exists(self.path) else set()
         reported = {unquote(add["path"]) for m in messages if m is not None for add in m.adds}
         swept = self._unreported_files() - reported - live
@@ -815,24 +823,47 @@ class DeltaWriter(DataSourceArrowWriter):
         if swept:
             log.info("delta %s: deleted %d file(s) of failed or cancelled tasks", self.path, len(swept))
 
-    def _abort_marker(self) -> str:
-        return f"{self.path.rstrip('/')}/{ABORTED_DIR}/{self.write_id}"
+    def _tidy_after_commit(self, committed: list[dict[str, Any]]) -> None:
+        """After a commit: what other attempts of this write's tasks wrote is garbage.
 
-    def _unreported_files(self) -> set[str]:
-        """Files under the table named with this write's id, relative to the table root."""
+        With task retries or speculation, an attempt that failed or lost can have written files
+        the log will never reference, and can still be writing. The same marker as abort's makes a
+        late attempt delete its own files; the directories this write committed to are swept for
+        the rest (only those: listing a whole large table on every commit would cost too much).
+        """
+        _touch(self._end_marker())
+        kept = {unquote(a["path"]) for a in committed}
+        directories = {relative.rpartition("/")[0] for relative in kept}
+        stray = self._unreported_files(directories) - kept
+        for relative in sorted(stray):
+            _delete(f"{self.path.rstrip('/')}/{relative}")
+        if stray:
+            log.info("delta %s: deleted %d file(s) of failed or duplicate task attempts", self.path, len(stray))
+
+    def _end_marker(self) -> str:
+        return f"{self.path.rstrip('/')}/{ENDED_DIR}/{self.write_id}"
+
+    def _unreported_files(self, directories: set[str] | None = None) -> set[str]:
+        """Files named with this write's id, relative to the table root: anywhere under it, or
+        directly in ``directories`` (relative, unquoted)."""
         import pyarrow.fs as pafs
 
         if "://" in self.path:
             fs, root = _filesystem(self.path)
         else:
             fs, root = pafs.LocalFileSystem(), os.path.abspath(self.path)
+        root = root.rstrip("/")
+        if directories is None:
+            selectors = [pafs.FileSelector(root, recursive=True, allow_not_found=True)]
+        else:
+            selectors = [pafs.FileSelector(f"{root}/{d}" if d else root, allow_not_found=True) for d in sorted(directories)]
         prefix = f"part-{self.write_id}-"
         try:
-            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+            infos = [i for selector in selectors for i in fs.get_file_info(selector)]
         except OSError as err:
-            log.warning("delta %s: could not list the table to clean up after a failed write: %s", self.path, err)
+            log.warning("delta %s: could not list the table to clean up this write's stray files: %s", self.path, err)
             return set()
-        root = root.rstrip("/") + "/"
+        root += "/"
         return {i.path[len(root):] for i in infos if i.is_file and i.base_name.startswith(prefix) and i.path.startswith(root)}
 
     def _delta_schema(self):
@@ -895,8 +926,8 @@ def _file_exists(uri: str) -> bool:
     return os.path.exists(uri)
 
 
-def expired_abort_markers(path: str, older_than_hours: float, delete: bool) -> list[str]:
-    """The markers aborted writes left (see DeltaWriter.abort) older than this, relative to the
+def expired_end_markers(path: str, older_than_hours: float, delete: bool) -> list[str]:
+    """The markers ended writes left (see DeltaWriter.abort) older than this, relative to the
     table root; deleted unless ``delete`` is false. delta-rs's vacuum skips ``_`` directories."""
     import pyarrow.fs as pafs
 
@@ -905,9 +936,9 @@ def expired_abort_markers(path: str, older_than_hours: float, delete: bool) -> l
     else:
         fs, root = pafs.LocalFileSystem(), os.path.abspath(path)
     root = root.rstrip("/")
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{ABORTED_DIR}", allow_not_found=True))
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{ENDED_DIR}", allow_not_found=True))
     cutoff = time.time() - older_than_hours * 3600
-    expired = sorted(f"{ABORTED_DIR}/{i.base_name}" for i in infos if i.is_file and i.mtime is not None and i.mtime.timestamp() < cutoff)
+    expired = sorted(f"{ENDED_DIR}/{i.base_name}" for i in infos if i.is_file and i.mtime is not None and i.mtime.timestamp() < cutoff)
     if delete:
         for relative in expired:
             _delete(f"{path.rstrip('/')}/{relative}")

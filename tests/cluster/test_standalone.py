@@ -4,6 +4,7 @@ executors in their own JVMs running the packed Python environment. ``make cluste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,10 +24,13 @@ DIST = REPO / "dist"
 pytestmark = pytest.mark.cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all are chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def _spark_home() -> Path:
@@ -91,7 +95,7 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path):
     conf_file.write_text(yaml.safe_dump(conf))
 
     spark_class = str(_spark_home() / "bin" / "spark-class")
-    port, ui, worker_ui = _free_port(), _free_port(), _free_port()
+    port, ui, worker_ui = _free_ports(3)
     master_url = f"spark://127.0.0.1:{port}"
     work = tmp_path / "work"
     master_log, worker_log = tmp_path / "master.log", tmp_path / "worker.log"
