@@ -38,11 +38,32 @@ def spark():
     )
     for key, value in REQUIRED_CONF.items():
         builder = builder.config(key, value)
+    for key, value in native_engine_conf().items():
+        builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     register(session)
     yield session
     session.stop()
+
+
+def native_engine_conf() -> dict[str, str]:
+    """What puts delta-spark on the suite's classpath, so the native half of the engine tests runs:
+    LAKESCORE_DELTA_JARS, a folder holding delta-spark's jars (delta-spark_2.13 and
+    delta-storage), or LAKESCORE_DELTA_PACKAGES, Maven coordinates (needs network access)."""
+    conf = {}
+    jars = os.environ.get("LAKESCORE_DELTA_JARS")
+    if jars:
+        found = sorted(str(p) for p in Path(jars).glob("*.jar"))
+        if not found:
+            raise pytest.UsageError(f"LAKESCORE_DELTA_JARS={jars}: no .jar files there")
+        conf["spark.jars"] = ",".join(found)
+    if os.environ.get("LAKESCORE_DELTA_PACKAGES"):
+        conf["spark.jars.packages"] = os.environ["LAKESCORE_DELTA_PACKAGES"]
+    if conf:
+        conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
+        conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    return conf
 
 
 @pytest.fixture(params=ENGINES)
@@ -51,7 +72,7 @@ def engine(request, spark):
     from jobs.tables import native_available
 
     if request.param == "native" and not native_available(spark):
-        pytest.skip("delta-spark jars are not on the classpath (see README: native engine)")
+        pytest.skip("delta-spark jars are not on the classpath: set LAKESCORE_DELTA_JARS (see README: native engine)")
     return request.param
 
 

@@ -1,4 +1,5 @@
-"""Embedded engine: table properties on create, schema evolution only when asked, mismatches refused early."""
+"""Both engines (native skipped without delta-spark's jars): table properties on create, schema
+evolution only when asked, mismatches refused early with the same error."""
 
 import datetime as dt
 import os
@@ -19,25 +20,25 @@ def files_on_disk(path):
     return {os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")}
 
 
-def base_table(spark, path):
-    write_table(spark.createDataFrame([(1, "a", D1), (2, None, D2)], BASE), path, "embedded", mode="append", partition_by=["ds"])
+def base_table(spark, path, engine="embedded"):
+    write_table(spark.createDataFrame([(1, "a", D1), (2, None, D2)], BASE), path, engine, mode="append", partition_by=["ds"])
 
 
-def test_table_properties_are_set_when_the_write_creates_the_table(spark, tmp_path):
+def test_table_properties_are_set_when_the_write_creates_the_table(spark, engine, tmp_path):
     path = str(tmp_path / "t")
     props = {"delta.logRetentionDuration": "interval 60 days", "delta.deletedFileRetentionDuration": "interval 14 days"}
     df = spark.createDataFrame([(1, "a", D1)], BASE)
-    write_table(df, path, "embedded", mode="append", partition_by=["ds"], table_properties=props)
+    write_table(df, path, engine, mode="append", partition_by=["ds"], table_properties=props)
     assert DeltaTable(path).metadata().configuration == props
     # an existing table keeps its own properties: they are a creation-time choice
-    write_table(df, path, "embedded", mode="append", partition_by=["ds"], table_properties={"delta.logRetentionDuration": "interval 1 days"})
+    write_table(df, path, engine, mode="append", partition_by=["ds"], table_properties={"delta.logRetentionDuration": "interval 1 days"})
     assert DeltaTable(path).metadata().configuration == props
 
 
-def test_non_delta_table_properties_are_refused_before_writing(spark, tmp_path):
+def test_non_delta_table_properties_are_refused_before_writing(spark, engine, tmp_path):
     path = str(tmp_path / "t")
     with pytest.raises(ValueError, match=r"t: table properties must be delta\.\* keys, got \['lakescore.owner'\]"):
-        write_table(spark.createDataFrame([(1, "a", D1)], BASE), path, "embedded", mode="append", partition_by=["ds"], table_properties={"lakescore.owner": "x"})
+        write_table(spark.createDataFrame([(1, "a", D1)], BASE), path, engine, mode="append", partition_by=["ds"], table_properties={"lakescore.owner": "x"})
     assert not os.path.exists(path)
 
 
@@ -50,33 +51,33 @@ def test_non_delta_table_properties_are_refused_before_writing(spark, tmp_path):
     ],
     ids=["new", "missing", "changed"],
 )
-def test_a_write_whose_columns_differ_fails_naming_table_and_columns_and_writes_nothing(spark, tmp_path, schema, rows, expected):
+def test_a_write_whose_columns_differ_fails_naming_table_and_columns_and_writes_nothing(spark, engine, tmp_path, schema, rows, expected):
     path = str(tmp_path / "t")
-    base_table(spark, path)
+    base_table(spark, path, engine)
     before, files = table_version(path), files_on_disk(path)
     with pytest.raises(SchemaMismatchError, match=f"Delta write to {path}: .*{expected}"):
-        write_table(spark.createDataFrame(rows, schema), path, "embedded", mode="append", partition_by=["ds"])
+        write_table(spark.createDataFrame(rows, schema), path, engine, mode="append", partition_by=["ds"])
     assert table_version(path) == before
     assert files_on_disk(path) == files
 
 
-def test_a_type_change_is_refused_even_with_merge_schema(spark, tmp_path):
+def test_a_type_change_is_refused_even_with_merge_schema(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    base_table(spark, path)
+    base_table(spark, path, engine)
     before = table_version(path)
     changed = T.StructType([T.StructField("id", T.IntegerType()), *BASE.fields[1:], T.StructField("score", T.DoubleType())])
     with pytest.raises(SchemaMismatchError, match=r"changed type\(s\) id: bigint -> int"):
-        write_table(spark.createDataFrame([(3, "c", D1, 1.0)], changed), path, "embedded", mode="append", partition_by=["ds"], merge_schema=True)
+        write_table(spark.createDataFrame([(3, "c", D1, 1.0)], changed), path, engine, mode="append", partition_by=["ds"], merge_schema=True)
     assert table_version(path) == before
     assert [f.name for f in DeltaTable(path).schema().fields] == ["id", "name", "ds"]
 
 
-def test_merge_schema_append_adds_a_nullable_column_that_old_rows_read_as_null(spark, tmp_path):
+def test_merge_schema_append_adds_a_nullable_column_that_old_rows_read_as_null(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    base_table(spark, path)
-    write_table(spark.createDataFrame([(3, "c", D1, 0.5)], WIDER), path, "embedded", mode="append", partition_by=["ds"], merge_schema=True)
+    base_table(spark, path, engine)
+    write_table(spark.createDataFrame([(3, "c", D1, 0.5)], WIDER), path, engine, mode="append", partition_by=["ds"], merge_schema=True)
     expected = [(1, "a", D1, None), (2, None, D2, None), (3, "c", D1, 0.5)]
-    assert_df_equality(read_table(spark, path, "embedded"), spark.createDataFrame(expected, WIDER), ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(read_table(spark, path, engine), spark.createDataFrame(expected, WIDER), ignore_row_order=True, ignore_nullable=True)
     frame = DeltaTable(path).to_pandas().sort_values("id")
     got = [(int(i), n, d, None if s != s else s) for i, n, d, s in frame[["id", "name", "ds", "score"]].itertuples(index=False)]
     assert got == [(1, "a", D1, None), (2, None, D2, None), (3, "c", D1, 0.5)]
@@ -98,19 +99,19 @@ def test_merge_schema_partition_overwrite_evolves_in_the_same_commit(spark, tmp_
     assert sorted(DeltaTable(path).to_pandas()["id"].tolist()) == [1, 5]
 
 
-def test_merge_schema_writes_columns_the_data_lacks_as_null(spark, tmp_path):
+def test_merge_schema_writes_columns_the_data_lacks_as_null(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    base_table(spark, path)
+    base_table(spark, path, engine)
     narrow = T.StructType([BASE.fields[0], BASE.fields[2]])
-    write_table(spark.createDataFrame([(7, D1)], narrow), path, "embedded", mode="append", partition_by=["ds"], merge_schema=True)
+    write_table(spark.createDataFrame([(7, D1)], narrow), path, engine, mode="append", partition_by=["ds"], merge_schema=True)
     expected = [(1, "a", D1), (2, None, D2), (7, None, D1)]
-    assert_df_equality(read_table(spark, path, "embedded"), spark.createDataFrame(expected, BASE), ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(read_table(spark, path, engine), spark.createDataFrame(expected, BASE), ignore_row_order=True, ignore_nullable=True)
     assert [f.name for f in DeltaTable(path).schema().fields] == ["id", "name", "ds"]
 
 
-def test_nullability_differences_alone_are_not_a_mismatch(spark, tmp_path):
+def test_nullability_differences_alone_are_not_a_mismatch(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    base_table(spark, path)
+    base_table(spark, path, engine)
     strict = T.StructType([T.StructField("id", T.LongType(), False), *BASE.fields[1:]])
-    write_table(spark.createDataFrame([(9, "z", D1)], strict), path, "embedded", mode="append", partition_by=["ds"])
-    assert sorted(r.id for r in read_table(spark, path, "embedded").collect()) == [1, 2, 9]
+    write_table(spark.createDataFrame([(9, "z", D1)], strict), path, engine, mode="append", partition_by=["ds"])
+    assert sorted(r.id for r in read_table(spark, path, engine).collect()) == [1, 2, 9]

@@ -25,6 +25,7 @@ from jobs.tables.embedded import (
     DeltaDataSource,
     SchemaMismatchError,
     TableWriteError,
+    check_write_schema,
     expired_end_markers,
     partition_string,
 )
@@ -203,6 +204,9 @@ def write_table(
     commit_metadata = {**(commit_metadata or {}), WRITE_TOKEN: token}
     writer = df.write.mode(mode)
     if engine == "native":
+        # delta-spark's own checks differ (it writes a missing column as null without being asked):
+        # the same check as the embedded engine's, so both refuse the same writes the same way
+        check_write_schema(path, df.schema, merge_schema)
         writer = writer.format("delta")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -214,7 +218,9 @@ def write_table(
             writer = writer.option("txnAppId", app_transaction[0]).option("txnVersion", str(app_transaction[1]))
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
-        for key, value in (table_properties or {}).items():  # delta-spark takes delta.* options as table properties on create
+        # delta-spark takes delta.* options as table properties; only on create, as the embedded
+        # engine does: an existing table keeps its own
+        for key, value in (table_properties or {}).items() if not table_exists(path) else ():
             writer = writer.option(key, value)
         writer.save(path)
     else:

@@ -409,6 +409,34 @@ def schema_diff(table: StructType, data: StructType) -> SchemaDiff:
     )
 
 
+def refuse_schema_mismatch(path: str, table, data: StructType, merge_schema: bool) -> SchemaDiff:
+    """How a write's schema differs from its table's (a delta-rs DeltaTable); raises
+    SchemaMismatchError, naming the table and the columns, when the write may not go ahead.
+
+    New columns are added (nullable) only with ``merge_schema``; with it, columns the data lacks
+    are written as nulls. A changed type is always refused: old files could not be read as it.
+    Both engines check this, so a mismatch is the same error whichever writes.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    diff = schema_diff(from_arrow_schema(_arrow_schema(table)), data)
+    if not diff:
+        return diff
+    if diff.changed or not merge_schema:
+        hint = "" if diff.changed else "; pass merge_schema=True to add new columns"
+        raise SchemaMismatchError(f"Delta write to {path}: the data's schema differs from the table's: {diff.describe()}{hint}")
+    required = [f.name for f in table.schema().fields if f.name in diff.missing and not f.nullable]
+    if required:
+        raise SchemaMismatchError(f"Delta write to {path}: missing column(s) {required} are not nullable in the table")
+    return diff
+
+
+def check_write_schema(path: str, data: StructType, merge_schema: bool) -> None:
+    """``refuse_schema_mismatch`` against the table at ``path``, when there is one."""
+    if _exists(path):
+        refuse_schema_mismatch(path, _open(path), data, merge_schema)
+
+
 @dataclass
 class WrittenFiles(WriterCommitMessage):
     """What one write task produced: add-actions as plain dicts (picklable)."""
@@ -746,25 +774,9 @@ class DeltaWriter(DataSourceArrowWriter):
         return False
 
     def _commit_schema(self, table):
-        """The Delta schema to commit with, None when the table's own fits; raises on a mismatch.
-
-        New columns are added (nullable) only with ``merge_schema``; with it, columns the data lacks
-        are written as nulls. A changed type is always refused: old files could not be read as it.
-        """
-        from pyspark.sql.pandas.types import from_arrow_schema
-
-        diff = schema_diff(from_arrow_schema(_arrow_schema(table)), self.spark_schema)
-        if not diff:
-            return None
-        if diff.changed or not self.merge_schema:
-            hint = "" if diff.changed else "; pass merge_schema=True to add new columns"
-            raise SchemaMismatchError(
-                f"Delta write to {self.path}: the data's schema differs from the table's: {diff.describe()}{hint}"
-            )
-        required = [f.name for f in table.schema().fields if f.name in diff.missing and not f.nullable]
-        if required:
-            raise SchemaMismatchError(f"Delta write to {self.path}: missing column(s) {required} are not nullable in the table")
-        if not diff.new:
+        """The Delta schema to commit with, None when the table's own fits; raises on a mismatch
+        (see ``refuse_schema_mismatch``)."""
+        if not refuse_schema_mismatch(self.path, table, self.spark_schema, self.merge_schema).new:
             return None
         from deltalake import Schema
 
