@@ -197,6 +197,50 @@ def test_app_transaction_makes_a_retried_write_commit_once(spark, engine, tmp_pa
     assert DeltaTable(path).transaction_version("job/ds=2024-06-01") == 8
 
 
+def test_small_batches_are_gathered_into_row_groups(spark, tmp_path):
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "t")
+    df = spark.createDataFrame(rows_for(D1, 3000) + rows_for(D2, 1000, 10_000), SCHEMA).coalesce(1)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")  # 40 batches, both days in each
+    try:
+        write_table(df, path, "embedded", mode="append", partition_by=["ds"])
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    for a in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist():
+        meta = pq.ParquetFile(f"{path}/{a['path']}").metadata
+        assert (meta.num_row_groups, meta.num_rows) == (1, a["num_records"])  # not one per batch
+
+
+def test_row_groups_are_cut_at_the_row_target_and_at_the_task_buffer_cap(spark, tmp_path, monkeypatch):
+    """The writer in this process (as a task runs it), with small limits to see where it cuts."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from jobs.tables import embedded
+
+    def row_groups(path):
+        return sorted(
+            tuple(pq.ParquetFile(f"{path}/{a['path']}").metadata.row_group(i).num_rows for i in range(pq.ParquetFile(f"{path}/{a['path']}").num_row_groups))
+            for a in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
+        )
+
+    def write(path, ids_by_day):
+        writer = embedded.DeltaDataSource({"path": path, "partition_by": "ds"}).writer(SCHEMA, False)
+        batches = [
+            pa.RecordBatch.from_pylist([{"id": i, "x": 0.5, "name": "n", "ds": day} for day, ids in ids_by_day for i in ids[k : k + 4]], schema=to_arrow_schema(SCHEMA))
+            for k in range(0, max(len(ids) for _, ids in ids_by_day), 4)
+        ]
+        writer.commit([writer.write(iter(batches))])
+        return row_groups(path)
+
+    monkeypatch.setattr(embedded, "ROW_GROUP_ROWS", 10)
+    assert write(str(tmp_path / "a"), [(D1, list(range(30)))]) == [(12, 12, 6)]  # 4-row batches: cut once 10 are reached
+    monkeypatch.setattr(embedded, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(embedded, "TASK_BUFFER_BYTES", 1)  # every batch exceeds it: both files write out each time
+    assert write(str(tmp_path / "b"), [(D1, list(range(8))), (D2, list(range(100, 108)))]) == [(4, 4), (4, 4)]
+
+
 def test_writes_roll_files_at_the_target_size_with_per_file_statistics(spark, tmp_path):
     import pyarrow.parquet as pq
 
