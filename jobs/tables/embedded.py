@@ -591,9 +591,9 @@ class DeltaWriter(DataSourceArrowWriter):
         """Stream batches into one open Parquet file per partition, rolling at the target size.
 
         Memory holds one batch and the open files' pending row groups (see ROW_GROUP_ROWS and
-        TASK_BUFFER_BYTES), not the task's rows. If the task
-        fails, or finds the write already ended once its files are closed (a failed or duplicate
-        attempt outliving the job), every file it wrote is deleted before the error goes on.
+        TASK_BUFFER_BYTES), not the task's rows. If the task fails, or finds the write already
+        ended once its files are closed (a failed or duplicate attempt outliving the job), every
+        file it wrote is deleted before the error goes on.
         """
         open_files: dict[tuple[tuple[str, Any], ...], _OpenFile] = {}
         adds: list[dict[str, Any]] = []
