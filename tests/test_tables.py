@@ -220,10 +220,8 @@ def test_row_groups_are_cut_at_the_row_target_and_at_the_task_buffer_cap(spark, 
     from jobs.tables import embedded
 
     def row_groups(path):
-        return sorted(
-            tuple(pq.ParquetFile(f"{path}/{a['path']}").metadata.row_group(i).num_rows for i in range(pq.ParquetFile(f"{path}/{a['path']}").num_row_groups))
-            for a in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
-        )
+        metas = [pq.ParquetFile(f"{path}/{a['path']}").metadata for a in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()]
+        return sorted(tuple(m.row_group(i).num_rows for i in range(m.num_row_groups)) for m in metas)
 
     def write(path, ids_by_day):
         writer = embedded.DeltaDataSource({"path": path, "partition_by": "ds"}).writer(SCHEMA, False)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pytest
@@ -38,8 +39,6 @@ def parquet_on_disk(path) -> set[str]:
 
 def named_by_log(path) -> set[str]:
     """Every data file any commit of the log added or removed, read from the JSON log itself."""
-    from urllib.parse import unquote
-
     named = set()
     log = Path(path) / "_delta_log"
     for commit in sorted(log.glob("*.json")):
@@ -143,13 +142,7 @@ def test_a_task_still_writing_after_abort_deletes_its_own_files(spark, tmp_path)
         for start in range(100, 130, 5):
             yield pa.RecordBatch.from_pylist([{"id": i, "name": f"n{i}", "ds": D1} for i in range(start, start + 5)], schema=to_arrow_schema(SCHEMA))
 
-    def task():
-        try:
-            outcome.append(writer.write(batches()))
-        except BaseException as err:  # noqa: BLE001 - the outcome is what the test checks
-            outcome.append(err)
-
-    worker = threading.Thread(target=task)
+    worker = threading.Thread(target=lambda: outcome.append(_outcome(lambda: writer.write(batches()))))
     worker.start()
     writer.abort([None])  # the failed task reported nothing, and has no file yet
     aborted.set()
@@ -194,7 +187,7 @@ def test_commit_deletes_the_files_of_other_attempts_of_its_tasks(spark, tmp_path
             yield pa.RecordBatch.from_pylist([{"id": i, "name": f"n{i}", "ds": D1} for i in chunk], schema=to_arrow_schema(SCHEMA))
 
     lost = writer.write(batches(list(range(100, 110))))  # attempt 1: wrote, then its task failed: never reported
-    lost_files = {unquote_path(a["path"]) for a in lost.adds}
+    lost_files = {unquote(a["path"]) for a in lost.adds}
     assert lost_files <= parquet_on_disk(path)
     gate, outcome = threading.Event(), []
     straggler = threading.Thread(target=lambda: outcome.append(_outcome(lambda: writer.write(batches(list(range(100, 110)), gate)))))
@@ -209,13 +202,8 @@ def test_commit_deletes_the_files_of_other_attempts_of_its_tasks(spark, tmp_path
     assert table_rows(path) == sorted(rows_for(D1, [1, 2, *range(100, 110)]) + rows_for(D2, [3]))
 
 
-def unquote_path(relative: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(relative)
-
-
 def _outcome(fn):
+    """What fn returned, or the exception it raised (a writer task run in a thread)."""
     try:
         return fn()
     except BaseException as err:  # noqa: BLE001 - the outcome is what the test checks

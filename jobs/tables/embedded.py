@@ -857,8 +857,7 @@ class DeltaWriter(DataSourceArrowWriter):
         live = {unquote(p) for p in _files_by_partition(_open(self.path))} if _exists(self.path) else set()
         reported = {unquote(add["path"]) for m in messages if m is not None for add in m.adds}
         swept = self._unreported_files() - reported - live
-        for relative in sorted((reported - live) | swept):  # already unquoted: no _join, which unquotes
-            _delete(f"{self.path.rstrip('/')}/{relative}")
+        _delete_under(self.path, (reported - live) | swept)
         if swept:
             log.info("delta %s: deleted %d file(s) of failed or cancelled tasks", self.path, len(swept))
 
@@ -874,8 +873,7 @@ class DeltaWriter(DataSourceArrowWriter):
         kept = {unquote(a["path"]) for a in committed}
         directories = {relative.rpartition("/")[0] for relative in kept}
         stray = self._unreported_files(directories) - kept
-        for relative in sorted(stray):
-            _delete(f"{self.path.rstrip('/')}/{relative}")
+        _delete_under(self.path, stray)
         if stray:
             log.info("delta %s: deleted %d file(s) of failed or duplicate task attempts", self.path, len(stray))
 
@@ -887,11 +885,7 @@ class DeltaWriter(DataSourceArrowWriter):
         directly in ``directories`` (relative, unquoted)."""
         import pyarrow.fs as pafs
 
-        if "://" in self.path:
-            fs, root = _filesystem(self.path)
-        else:
-            fs, root = pafs.LocalFileSystem(), os.path.abspath(self.path)
-        root = root.rstrip("/")
+        fs, root = _table_filesystem(self.path)
         if directories is None:
             selectors = [pafs.FileSelector(root, recursive=True, allow_not_found=True)]
         else:
@@ -970,18 +964,30 @@ def expired_end_markers(path: str, older_than_hours: float, delete: bool) -> lis
     table root; deleted unless ``delete`` is false. delta-rs's vacuum skips ``_`` directories."""
     import pyarrow.fs as pafs
 
-    if "://" in path:
-        fs, root = _filesystem(path)
-    else:
-        fs, root = pafs.LocalFileSystem(), os.path.abspath(path)
-    root = root.rstrip("/")
+    fs, root = _table_filesystem(path)
     infos = fs.get_file_info(pafs.FileSelector(f"{root}/{ENDED_DIR}", allow_not_found=True))
     cutoff = time.time() - older_than_hours * 3600
     expired = sorted(f"{ENDED_DIR}/{i.base_name}" for i in infos if i.is_file and i.mtime is not None and i.mtime.timestamp() < cutoff)
     if delete:
-        for relative in expired:
-            _delete(f"{path.rstrip('/')}/{relative}")
+        _delete_under(path, set(expired))
     return expired
+
+
+def _table_filesystem(path: str):
+    """The pyarrow filesystem of a table and its root in it (no trailing slash), for listing."""
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        fs, root = _filesystem(path)
+    else:
+        fs, root = pafs.LocalFileSystem(), os.path.abspath(path)
+    return fs, root.rstrip("/")
+
+
+def _delete_under(path: str, relatives: set[str]) -> None:
+    """Delete files given relative to the table root, already unquoted (so no _join, which unquotes)."""
+    for relative in sorted(relatives):
+        _delete(f"{path.rstrip('/')}/{relative}")
 
 
 def _remote_size(uri: str) -> int:
