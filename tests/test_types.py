@@ -90,34 +90,55 @@ def test_every_type_written_by_delta_rs_reads_back_exactly_in_spark(spark, engin
         arrays[name] = pa.array([v, None], type=arrow_type)
     arrays["ds"] = pa.array([D1, D1], pa.date32())
     write_deltalake(path, pa.table(arrays), partition_by=["ds"])
-    df = read_table(spark, path, engine)
-    assert [(f.name, f.dataType) for f in df.schema.fields] == [(f.name, f.dataType) for f in SPARK_SCHEMA.fields]
-    got = sorted((normalize(r.asDict()) for r in df.collect()), key=lambda r: r["b"] is None)
-    assert got == expected_rows()
+    # the embedded engine has two readers (Spark's Parquet reader on local files, the Python data
+    # source elsewhere): each must read every type exactly
+    for reader in ("spark", "python") if engine == "embedded" else ("auto",):
+        df = read_table(spark, path, engine, embedded_reader=reader)
+        assert [(f.name, f.dataType) for f in df.schema.fields] == [(f.name, f.dataType) for f in SPARK_SCHEMA.fields], reader
+        got = sorted((normalize(r.asDict()) for r in df.collect()), key=lambda r: r["b"] is None)
+        assert got == expected_rows(), reader
+
+
+def day(d):
+    return dt.date(2024, 6, d)
 
 
 @pytest.mark.parametrize(
-    ("condition", "expected_days"),
+    ("condition", "filters", "expected_days"),
     [
-        ("ds = '2024-06-02'", [2]),
-        ("ds IN ('2024-06-01', '2024-06-03')", [1, 3]),
-        ("ds < '2024-06-02'", [1]),
-        ("ds <= '2024-06-02'", [1, 2]),
-        ("ds > '2024-06-02'", [3, 4]),
-        ("ds >= '2024-06-03'", [3, 4]),
-        ("ds BETWEEN '2024-06-02' AND '2024-06-03'", [2, 3]),
-        ("ds > '2024-06-01' AND ds < '2024-06-04' AND ds <> '2024-06-02'", [3]),
+        ("ds = '2024-06-02'", [("ds", "=", day(2))], [2]),
+        ("ds IN ('2024-06-01', '2024-06-03')", [("ds", "in", [day(1), day(3)])], [1, 3]),
+        ("ds < '2024-06-02'", [("ds", "<", day(2))], [1]),
+        ("ds <= '2024-06-02'", [("ds", "<=", day(2))], [1, 2]),
+        ("ds > '2024-06-02'", [("ds", ">", day(2))], [3, 4]),
+        ("ds >= '2024-06-03'", [("ds", ">=", day(3))], [3, 4]),
+        ("ds BETWEEN '2024-06-02' AND '2024-06-03'", [("ds", ">=", day(2)), ("ds", "<=", day(3))], [2, 3]),
+        (
+            "ds > '2024-06-01' AND ds < '2024-06-04' AND ds <> '2024-06-02'",
+            [("ds", ">", day(1)), ("ds", "<", day(4)), ("ds", "!=", day(2))],
+            [3],
+        ),
+        ("ds NOT IN ('2024-06-01', '2024-06-04')", [("ds", "not in", [day(1), day(4)])], [2, 3]),
     ],
 )
-def test_partition_pruning_plans_only_matching_files(spark, engine, tmp_path_factory, condition, expected_days):
+def test_partition_pruning_plans_only_matching_files(spark, engine, tmp_path_factory, caplog, condition, filters, expected_days):
     path = tmp_path_factory.getbasetemp() / "pruning"
     if not DeltaTable.is_deltatable(str(path)):
-        days = [dt.date(2024, 6, d) for d in range(1, 5)]
+        days = [day(d) for d in range(1, 5)]
         write_deltalake(str(path), pa.table({"id": list(range(4)), "ds": pa.array(days, pa.date32())}), partition_by=["ds"])
-    df = read_table(spark, str(path), engine).where(condition)
-    assert sorted(r.ds.day for r in df.collect()) == expected_days
-    if engine == "embedded":  # one planned file per matching day (delta-spark packs files into tasks)
-        assert df.rdd.getNumPartitions() == max(len(expected_days), 1)
+    caplog.set_level("INFO", logger="lakescore.delta")
+    planned = read_table(spark, str(path), engine, filters=filters)
+    assert sorted(r.ds.day for r in planned.collect()) == expected_days
+    where = read_table(spark, str(path), engine).where(condition)
+    assert sorted(r.ds.day for r in where.collect()) == expected_days
+    if engine == "embedded":
+        # the planner skipped the other days' files before Spark saw any: it reads exactly these
+        assert len(planned.inputFiles()) == len(expected_days)
+        assert f"{len(expected_days)} of 4 files planned ({4 - len(expected_days)} skipped by partition filters" in caplog.text
+        # the Python reader gets the SQL condition pushed down by Spark: one Spark partition per planned file
+        pushed = read_table(spark, str(path), engine, embedded_reader="python").where(condition)
+        assert sorted(r.ds.day for r in pushed.collect()) == expected_days
+        assert pushed.rdd.getNumPartitions() == max(len(expected_days), 1)
 
 
 def test_not_equal_on_a_partition_column_never_returns_null_partitions(spark, engine, tmp_path):
@@ -126,6 +147,10 @@ def test_not_equal_on_a_partition_column_never_returns_null_partitions(spark, en
     write_deltalake(path, pa.table({"id": [1, 2, 3], "ds": days}), partition_by=["ds"])
     df = read_table(spark, path, engine).where("ds <> '2024-06-02'")
     assert [r.id for r in df.collect()] == [1]  # SQL: NULL <> x is null, so id 3 is not returned
+    planned = read_table(spark, path, engine, filters=[("ds", "!=", dt.date(2024, 6, 2))])
+    assert [r.id for r in planned.collect()] == [1]
     if engine == "embedded":
-        assert df.rdd.getNumPartitions() == 1
+        assert len(planned.inputFiles()) == 1
+        pushed = read_table(spark, path, engine, embedded_reader="python").where("ds <> '2024-06-02'")
+        assert [r.id for r in pushed.collect()] == [1] and pushed.rdd.getNumPartitions() == 1
     assert sorted(r.id for r in read_table(spark, path, engine).where("ds IS NULL").collect()) == [3]

@@ -1,7 +1,8 @@
 """Delta table I/O behind one interface, with two engines (see DESIGN.md).
 
 ``native`` is delta-spark's ``format("delta")``; ``embedded`` is our Python Data Source over
-delta-rs. ``auto`` takes native when Delta's JVM classes load, else embedded. Snapshot versions
+delta-rs, whose reads decode the files delta-rs planned with Spark's own Parquet reader where that
+provably returns the same rows (``jobs.tables.reading``). ``auto`` takes native when Delta's JVM classes load, else embedded. Snapshot versions
 and table existence are read from the Delta log with delta-rs, which works for either engine.
 """
 
@@ -12,11 +13,9 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 
 from jobs.tables.embedded import (
     FORMAT,
@@ -29,6 +28,7 @@ from jobs.tables.embedded import (
     expired_end_markers,
     partition_string,
 )
+from jobs.tables.reading import FilterTuple, check_filter_types, check_filters, filter_column, partition_predicate, read_embedded
 
 __all__ = [
     "CommitPolicy",
@@ -38,6 +38,7 @@ __all__ = [
     "WRITE_TOKEN",
     "WriteResult",
     "committed_version",
+    "partition_predicate",
     "read_table",
     "table_exists",
     "table_version",
@@ -95,14 +96,6 @@ def table_version(path: str) -> int | None:
     return DeltaTable(path).version() if table_exists(path) else None
 
 
-def partition_predicate(specs: Sequence[PartitionSpec]) -> Column:
-    """``(ds = v1) OR (ds = v2)`` as a Column: typed literals, never SQL text built from input."""
-    def one(spec: PartitionSpec) -> Column:
-        return reduce(lambda a, b: a & b, [F.col(c) == F.lit(v) for c, v in spec.items()])
-
-    return reduce(lambda a, b: a | b, [one(s) for s in specs])
-
-
 def read_table(
     spark: SparkSession,
     path: str,
@@ -111,27 +104,50 @@ def read_table(
     version: int | None = None,
     batch_size: int | None = None,
     timestamp: str | None = None,
+    *,
+    filters: Sequence[FilterTuple] = (),
+    embedded_reader: str = "auto",
 ) -> DataFrame:
     """Read a Delta table, pruned to ``partitions`` when given.
 
     Args:
         version: read this snapshot version (time travel); exclusive with ``timestamp``.
         timestamp: read the snapshot as of this ISO 8601 instant (UTC unless it says otherwise).
+        filters: ``(column, op, value)`` conditions, all of which rows must pass; op is one of
+            ``=, !=, <, <=, >, >=, in, not in, is null, is not null`` (value None for the last two).
+            The embedded engine skips whole files by them, on partition values and on the log's
+            per-file min/max/null counts, before Spark reads anything; a ``.where`` on the result
+            filters the same rows but only the Python reader sees it in time to skip files.
+        embedded_reader: how the embedded engine decodes the planned files: ``auto`` (Spark's
+            Parquet reader where it provably returns the rows the log describes, else the Python
+            data source; see ``jobs.tables.reading``), ``spark`` (that reader or an error) or
+            ``python`` (always the data source). The native engine ignores it.
+        batch_size: Arrow batch size of the Python data source.
     """
     if version is not None and timestamp is not None:
         raise ValueError("read_table: give a version or a timestamp, not both")
-    if engine == "native":
-        reader = spark.read.format("delta")
-    else:
-        reader = spark.read.format(FORMAT)
-        if batch_size:
-            reader = reader.option("batch_size", str(batch_size))
+    check_filters(filters)
+    if engine != "native":
+        return read_embedded(
+            spark,
+            path,
+            partitions=partitions,
+            version=version,
+            timestamp=timestamp,
+            filters=filters,
+            reader=embedded_reader,
+            batch_size=batch_size,
+        )
+    reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", str(version))
     if timestamp is not None:
         reader = reader.option("timestampAsOf", timestamp)
-    df = reader.load(path) if engine == "native" else reader.option("path", path).load()
-    return df.where(partition_predicate(partitions)) if partitions else df
+    df = reader.load(path)
+    check_filter_types(filters, df.schema, path)
+    if partitions:
+        df = df.where(partition_predicate(partitions))
+    return df.where(filter_column(filters)) if filters else df
 
 
 def _replace_where_sql(specs: Sequence[PartitionSpec]) -> str:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -78,14 +78,18 @@ def _arrow_schema(table) -> pa.Schema:
     return pa.schema(table.schema().to_arrow())
 
 
-def _check_readable(table, path: str) -> None:
+def _check_readable(table, path: str, doing: str = "read") -> None:
     protocol = table.protocol()
     features = set(protocol.reader_features or [])
+    # Column mapping also runs on the older protocol (reader version 2), which lists no features:
+    # its files name columns by physical names, so reading them by logical name gives nulls
+    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        features.add("columnMapping")
     blocked = sorted(features & UNSUPPORTED_READER_FEATURES)
     if blocked:
         raise ValueError(
             f"Delta table {path} uses reader feature(s) {', '.join(blocked)} that the embedded engine "
-            "cannot read correctly; use the native engine (delta-spark) for this table"
+            f"cannot {doing} correctly; use the native engine (delta-spark) for this table"
         )
 
 
@@ -179,6 +183,84 @@ class FileSlice(InputPartition):
         object.__setattr__(self, "value", path)
 
 
+def classify_filters(
+    filters: Sequence[Filter], schema: StructType, partition_columns: Sequence[str]
+) -> tuple[list[tuple[str, Filter]], list[Filter], list[Filter]]:
+    """Split filters into (partition filters, statistics filters, filters Spark must still evaluate).
+
+    Partition filters are exact on partition values, so Spark need not re-check their rows.
+    Statistics filters only skip whole files, so they are also in the third list. Floating columns
+    are left out of statistics skipping: NaN sorts above every number in Spark but is not in
+    min/max, so "x > 5" could skip a file holding NaN rows.
+    """
+    pcols = set(partition_columns)
+    skippable = {
+        f.name
+        for f in schema.fields
+        if f.name not in pcols and not isinstance(f.dataType, (FloatType, DoubleType, StructType, ArrayType, MapType))
+    }
+    by_partition: list[tuple[str, Filter]] = []
+    by_stats: list[Filter] = []
+    residual: list[Filter] = []
+    for flt in filters:
+        attribute = getattr(flt.child if isinstance(flt, Not) else flt, "attribute", ())
+        column = attribute[0] if len(attribute) == 1 else None
+        if _prunable(flt) and column in pcols:
+            by_partition.append((column, flt))
+            continue
+        if isinstance(flt, _PRUNABLE) and column in skippable:
+            by_stats.append(flt)
+        residual.append(flt)
+    return by_partition, by_stats, residual
+
+
+def plan_files(
+    table,
+    path: str,
+    partition_filters: Sequence[tuple[str, Filter]] = (),
+    stats_filters: Sequence[Filter] = (),
+    partitions: Sequence[dict[str, Any]] | None = None,
+) -> list[FileSlice]:
+    """The snapshot's data files that can hold rows passing every filter, logged with what was skipped.
+
+    ``partitions``: typed partition specs (``[{"ds": date(2024, 6, 1)}]``); a file is kept when its
+    partition values match any of them.
+    """
+    pcols = table.metadata().partition_columns
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    kept: list[FileSlice] = []
+    by_partition = by_stats = 0
+    for add in actions:
+        typed = {c: add.get(f"partition.{c}") for c in pcols}
+        in_specs = partitions is None or any(all(typed.get(c) == v for c, v in spec.items()) for spec in partitions)
+        if not in_specs or not all(_matches(f, typed[c]) for c, f in partition_filters):
+            by_partition += 1
+            continue
+        if not all(_file_may_match(f, add) for f in stats_filters):
+            by_stats += 1
+            continue
+        kept.append(FileSlice(add["path"], tuple((c, typed[c]) for c in pcols)))
+    log.info(
+        "delta read %s v%s: %d of %d files planned (%d skipped by partition filters %s, %d by statistics %s)",
+        path,
+        table.version(),
+        len(kept),
+        len(actions),
+        by_partition,
+        [repr(f) for _, f in partition_filters] + ([f"partitions {partitions}"] if partitions is not None else []),
+        by_stats,
+        [repr(f) for f in stats_filters],
+    )
+    return kept
+
+
+def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:
+    column = flt.attribute[0]
+    return _may_contain(
+        flt, add.get(f"min.{column}"), add.get(f"max.{column}"), add.get(f"null_count.{column}"), add.get("num_records")
+    )
+
+
 class DeltaReader(DataSourceReader):
     def __init__(self, path: str, version: int | None, timestamp: str | None, schema: StructType, batch_size: int) -> None:
         self.path, self.version, self.timestamp, self.batch_size = path, version, timestamp, batch_size
@@ -190,60 +272,18 @@ class DeltaReader(DataSourceReader):
         return _open(self.path, self.version, self.timestamp)
 
     def pushFilters(self, filters: list[Filter]) -> Iterator[Filter]:
-        partition_columns = set(self._table().metadata().partition_columns)
-        # Floating columns are left out of statistics skipping: NaN sorts above every number in
-        # Spark but is not in min/max, so "x > 5" could skip a file holding NaN rows.
-        skippable = {
-            f.name
-            for f in self.spark_schema.fields
-            if f.name not in partition_columns and not isinstance(f.dataType, (FloatType, DoubleType, StructType, ArrayType, MapType))
-        }
-        for flt in filters:
-            attribute = getattr(flt.child if isinstance(flt, Not) else flt, "attribute", ())
-            column = attribute[0] if len(attribute) == 1 else None
-            if _prunable(flt) and column in partition_columns:
-                self.partition_filters.append((column, flt))  # exact on partition values: Spark need not re-check
-                continue
-            if isinstance(flt, _PRUNABLE) and column in skippable:
-                self.stats_filters.append(flt)  # file-level only: Spark still filters the rows
-            yield flt
+        table = self._table()
+        self.partition_filters, self.stats_filters, residual = classify_filters(
+            filters, self.spark_schema, table.metadata().partition_columns
+        )
+        yield from residual
 
     def partitions(self) -> Sequence[InputPartition]:
         table = self._table()
         _check_readable(table, self.path)
-        pcols = table.metadata().partition_columns
-        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
-        kept: list[FileSlice] = []
-        by_partition = by_stats = 0
-        for add in actions:
-            typed = {c: add.get(f"partition.{c}") for c in pcols}
-            if not all(_matches(f, typed[c]) for c, f in self.partition_filters):
-                by_partition += 1
-                continue
-            if not all(self._file_may_match(f, add) for f in self.stats_filters):
-                by_stats += 1
-                continue
-            kept.append(FileSlice(add["path"], tuple((c, typed[c]) for c in pcols)))
-        log.info(
-            "delta read %s v%s: %d of %d files planned (%d skipped by partition filters %s, %d by statistics %s)",
-            self.path,
-            table.version(),
-            len(kept),
-            len(actions),
-            by_partition,
-            [repr(f) for _, f in self.partition_filters],
-            by_stats,
-            [repr(f) for f in self.stats_filters],
-        )
+        kept = plan_files(table, self.path, self.partition_filters, self.stats_filters)
         # Spark needs at least one partition to produce an (empty) result with the right schema.
         return kept or [FileSlice("", ())]
-
-    @staticmethod
-    def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:
-        column = flt.attribute[0]
-        return _may_contain(
-            flt, add.get(f"min.{column}"), add.get(f"max.{column}"), add.get(f"null_count.{column}"), add.get("num_records")
-        )
 
     def read(self, partition: FileSlice) -> Iterator[pa.RecordBatch]:
         """Yield the file's rows as Arrow batches in the Spark schema, without a round trip through Python objects.
@@ -583,6 +623,8 @@ class DeltaWriter(DataSourceArrowWriter):
         self.read_version: int | None = None
         if _exists(path):
             table = _open(path)
+            # files written by logical column names into a column-mapped table would read as nulls
+            _check_readable(table, path, "write")
             self.read_version = table.version()
             self._commit_schema(table)  # a schema mismatch fails here, before any task writes a file
 
@@ -623,16 +665,15 @@ class DeltaWriter(DataSourceArrowWriter):
                 with contextlib.suppress(Exception):
                     current.writer.close()
                 _delete(current.full)
-            for add in adds:
-                _delete(_join(self.path, add["path"]))
+            _delete_under(self.path, {add["path"] for add in adds})
             raise
         return WrittenFiles(adds)
 
     def _open(self, values: tuple[tuple[str, Any], ...], schema: pa.Schema) -> _OpenFile:
-        directory = "/".join(f"{quote(c)}={quote(_hive_value(v))}" for c, v in values)
+        directory = "/".join(f"{escape_path_name(c)}={escape_path_name(_hive_value(v))}" for c, v in values)
         name = f"part-{self.write_id}-{uuid.uuid4().hex}.snappy.parquet"
         relative = f"{directory}/{name}" if directory else name
-        full = _join(self.path, relative)
+        full = f"{self.path.rstrip('/')}/{relative}"  # as it is on storage; the log's URI form is delta-rs's to make
         if "://" in full:
             fs, where = _filesystem(full)
             writer = pq.ParquetWriter(where, schema, filesystem=fs, compression="snappy")
@@ -855,7 +896,7 @@ class DeltaWriter(DataSourceArrowWriter):
         """
         _touch(self._end_marker())  # first: a task that finishes after this deletes its own files
         live = {unquote(p) for p in _files_by_partition(_open(self.path))} if _exists(self.path) else set()
-        reported = {unquote(add["path"]) for m in messages if m is not None for add in m.adds}
+        reported = {add["path"] for m in messages if m is not None for add in m.adds}
         swept = self._unreported_files() - reported - live
         _delete_under(self.path, (reported - live) | swept)
         if swept:
@@ -870,7 +911,7 @@ class DeltaWriter(DataSourceArrowWriter):
         the rest (only those: listing a whole large table on every commit would cost too much).
         """
         _touch(self._end_marker())
-        kept = {unquote(a["path"]) for a in committed}
+        kept = {a["path"] for a in committed}
         directories = {relative.rpartition("/")[0] for relative in kept}
         stray = self._unreported_files(directories) - kept
         _delete_under(self.path, stray)
@@ -931,6 +972,16 @@ class DeltaWriter(DataSourceArrowWriter):
                     f"Delta write to {self.path}: data for partition {pv} is outside the partitions "
                     f"being replaced {self.replace}"
                 )
+
+
+# What Hive and Spark escape in a partition directory's name (ExternalCatalogUtils.escapePathName),
+# as %XX; the rest, spaces and non-ASCII included, stays as it is. The same layout as delta-spark's,
+# and one Spark's partition discovery reads back exactly (see jobs.tables.reading).
+_PATH_ESCAPED = frozenset(map(chr, range(1, 0x20))) | frozenset('"#%\'*/:=?\\\x7f{[]^')
+
+
+def escape_path_name(text: str) -> str:
+    return "".join(f"%{ord(ch):02X}" if ch in _PATH_ESCAPED else ch for ch in text)
 
 
 def _hive_value(value: Any) -> str:
