@@ -1,7 +1,9 @@
 """The embedded Delta engine: a Spark Python Data Source whose Delta protocol work is done by delta-rs.
 
 Reads plan one Spark partition per active data file of a snapshot and prune files by pushed-down
-partition filters. Writes run on the executors as Arrow batches, each task writing Parquet files
+partition filters. ``read_table`` uses this reader for object storage and other tables Spark's own
+Parquet reader could misread; local tables go through the same planner (``plan_files``) and then
+Spark's reader (``jobs.tables.reading``). Writes run on the executors as Arrow batches, each task writing Parquet files
 and returning add-actions; the driver commits them as one Delta transaction (``commit``) or
 deletes them (``abort``).
 """
