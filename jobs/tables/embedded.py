@@ -226,7 +226,7 @@ def plan_files(
     """The snapshot's data files that can hold rows passing every filter, logged with what was skipped.
 
     ``partitions``: typed partition specs (``[{"ds": date(2024, 6, 1)}]``); a file is kept when its
-    partition values match any of them.
+    partition values match any of them. None or empty: no such restriction, as in ``read_table``.
     """
     pcols = table.metadata().partition_columns
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
@@ -234,7 +234,7 @@ def plan_files(
     by_partition = by_stats = 0
     for add in actions:
         typed = {c: add.get(f"partition.{c}") for c in pcols}
-        in_specs = partitions is None or any(all(typed.get(c) == v for c, v in spec.items()) for spec in partitions)
+        in_specs = not partitions or any(all(typed.get(c) == v for c, v in spec.items()) for spec in partitions)
         if not in_specs or not all(_matches(f, typed[c]) for c, f in partition_filters):
             by_partition += 1
             continue
@@ -249,11 +249,15 @@ def plan_files(
         len(kept),
         len(actions),
         by_partition,
-        [repr(f) for _, f in partition_filters] + ([f"partitions {partitions}"] if partitions is not None else []),
+        [repr(f) for _, f in partition_filters] + ([" OR ".join(map(_describe_spec, partitions))] if partitions else []),
         by_stats,
         [repr(f) for f in stats_filters],
     )
     return kept
+
+
+def _describe_spec(spec: dict[str, Any]) -> str:
+    return "/".join(f"{c}={partition_string(v)}" for c, v in spec.items())
 
 
 def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:
