@@ -46,11 +46,9 @@ class Selection:
 
 def input_schema(path: str):
     """The input table's Spark schema, read from its Delta log (no Spark session needed)."""
-    import pyarrow as pa
-    from deltalake import DeltaTable
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from jobs.tables import table_schema
 
-    return from_arrow_schema(pa.schema(DeltaTable(path).schema().to_arrow()))
+    return table_schema(path)
 
 
 def partition_files(path: str, partition_by: Sequence[str], version: int | None = None) -> dict[str, dict[str, int]]:

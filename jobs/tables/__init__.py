@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from jobs.tables.embedded import (
     FORMAT,
@@ -41,6 +42,7 @@ __all__ = [
     "partition_predicate",
     "read_table",
     "table_exists",
+    "table_schema",
     "table_version",
     "vacuum",
     "write_table",
@@ -87,6 +89,16 @@ def table_exists(path: str) -> bool:
     from deltalake import DeltaTable
 
     return DeltaTable.is_deltatable(path)
+
+
+def table_schema(path: str, version: int | None = None) -> StructType:
+    """The Spark schema of the Delta table at ``path`` (at ``version``), from its log alone: no
+    file is planned or read, and no Spark session is needed."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from jobs.tables.embedded import _arrow_schema, _open
+
+    return from_arrow_schema(_arrow_schema(_open(path, version)))
 
 
 def table_version(path: str) -> int | None:
