@@ -199,6 +199,19 @@ def test_failed_write_to_s3_leaves_no_files_and_no_commit(spark, s3_path, s3_end
     assert [k for k in after if not k.startswith(markers)] == [k for k in before if not k.startswith(markers)]  # D2 files deleted
 
 
+def test_failed_write_to_an_escaped_s3_partition_leaves_no_files(spark, s3_path, s3_endpoint):
+    """Partition directories are Hive-escaped ("p=t%3A1"): abort must delete that key, not "p=t:1"."""
+    schema = T.StructType([T.StructField("id", T.LongType()), T.StructField("p", T.StringType())])
+    write_table(spark.createDataFrame([(1, "a")], schema), s3_path, "embedded", mode="append", partition_by=["p"])
+    prefix = s3_path.removeprefix(f"s3://{BUCKET}/") + "/"
+    before = [k for k in _keys(s3_endpoint["client"], prefix) if "_lakescore/" not in k]
+    with pytest.raises(Exception, match="outside"):
+        write_table(
+            spark.createDataFrame([(2, "t:1"), (3, "x/y")], schema), s3_path, "embedded", mode="overwrite", partition_by=["p"], replace_partitions=[{"p": "a"}]
+        )
+    assert [k for k in _keys(s3_endpoint["client"], prefix) if "_lakescore/" not in k] == before
+
+
 def test_s3a_uri_reads_the_same_table_as_s3(spark, s3_path):
     rows = rows_for(D1, 3) + rows_for(D2, 2, 10)
     write_table(spark.createDataFrame(rows, SCHEMA), s3_path, "embedded", mode="append", partition_by=["ds"])

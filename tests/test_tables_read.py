@@ -112,6 +112,8 @@ def test_floating_fields_in_structs_are_read_by_the_python_reader(spark, tmp_pat
         ("part-0.parquet", (("ds", dt.date(2024, 6, 1)),), "not in the table's partition directories"),
         ("ds=2024-06-01/_part-0.parquet", (("ds", dt.date(2024, 6, 1)),), "hidden"),
         ("s3://elsewhere/part-0.parquet", (), "outside"),
+        # the string itself, not a null: Spark's discovery would make it one
+        ("p=__HIVE_DEFAULT_PARTITION__/part-0.parquet", (("p", "__HIVE_DEFAULT_PARTITION__"),), "would read as null"),
     ],
 )
 def test_files_whose_directories_do_not_spell_the_logs_values_are_not_read_by_spark(relative, values, reason):
@@ -128,6 +130,7 @@ def test_files_whose_directories_do_not_spell_the_logs_values_are_not_read_by_sp
         ([("ds", "=", dt.datetime(2024, 6, 1))], "with a datetime"),
         ([("nope", "=", 1)], "no column 'nope'"),
         ([("id", "~", 1)], "op one of"),
+        ([("id", "<", None)], "use \\(column, 'is null', None\\)"),
     ],
 )
 def test_filters_the_planner_could_not_compare_are_refused(spark, tmp_path, filters, message):
@@ -153,3 +156,46 @@ def test_tables_with_features_the_engine_cannot_honor_are_refused_by_name(spark,
     more = spark.createDataFrame([(3,)], "id long")
     with pytest.raises(Exception, match=f"{feature} that the embedded engine cannot write"):
         write_table(more, path, "embedded", mode="append")
+
+
+BOTH = ("auto", "python")
+
+
+def test_partition_specs_follow_sql_on_both_readers(spark, tmp_path):
+    """A spec names partition columns with typed values; on a column the table is not partitioned
+    by it is a plain filter, a null matches nothing (SQL's =), and a string for a date is refused."""
+    path = str(tmp_path / "t")
+    day = dt.date(2024, 6, 1)
+    data = pa.table({"id": [1, 2, 3], "day": pa.array([day, day, None], pa.date32()), "ds": pa.array([day, None, day], pa.date32())})
+    write_deltalake(path, data, partition_by=["ds"])
+    for reader in BOTH:
+        assert rows_of(read_table(spark, path, "embedded", [{"day": day}], embedded_reader=reader), "id") == [(1,), (2,)]
+        assert rows_of(read_table(spark, path, "embedded", [{"ds": day}], embedded_reader=reader), "id") == [(1,), (3,)]
+        assert read_table(spark, path, "embedded", [{"ds": None}], embedded_reader=reader).count() == 0
+        with pytest.raises(ValueError, match="compares date column 'ds' with a str"):
+            read_table(spark, path, "embedded", [{"ds": "2024-06-01"}], embedded_reader=reader)
+
+
+def test_timestamp_statistics_cut_to_the_millisecond_never_skip_a_matching_file(spark, tmp_path):
+    path = str(tmp_path / "t")
+    moment = dt.datetime(2024, 6, 1, 12, 0, 0, 999)  # the log's max says 12:00:00.000
+    write_deltalake(path, pa.table({"id": [1], "ts": pa.array([moment], pa.timestamp("us"))}))
+    for reader in BOTH:
+        df = read_table(spark, path, "embedded", filters=[("ts", ">=", dt.datetime(2024, 6, 1, 12, 0, 0, 500))], embedded_reader=reader)
+        assert rows_of(df, "id") == [(1,)], reader
+
+
+def test_nan_in_a_floating_partition_column_is_above_every_number_as_in_spark(spark, tmp_path):
+    path = str(tmp_path / "t")
+    write_deltalake(path, pa.table({"id": [1, 2], "x": [float("nan"), 1.0]}), partition_by=["x"])
+    for reader in BOTH:
+        assert rows_of(read_table(spark, path, "embedded", filters=[("x", ">", 5.0)], embedded_reader=reader), "id") == [(1,)]
+        assert rows_of(read_table(spark, path, "embedded", embedded_reader=reader).where(F.col("x") > 5), "id") == [(1,)]
+
+
+def test_a_table_path_with_glob_characters_is_read_through_the_python_reader(spark, tmp_path, caplog):
+    path = str(tmp_path / "a{b}*")  # delta-rs refuses "[" in a path
+    write_deltalake(path, pa.table({"id": [1, 2], "ds": pa.array([dt.date(2024, 6, 1)] * 2, pa.date32())}), partition_by=["ds"])
+    caplog.set_level("INFO", logger="lakescore.delta")
+    assert rows_of(read_table(spark, path, "embedded"), "id") == [(1,), (2,)]
+    assert "reads as a glob" in caplog.text

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -192,14 +192,15 @@ def classify_filters(
 
     Partition filters are exact on partition values, so Spark need not re-check their rows.
     Statistics filters only skip whole files, so they are also in the third list. Floating columns
-    are left out of statistics skipping: NaN sorts above every number in Spark but is not in
-    min/max, so "x > 5" could skip a file holding NaN rows.
+    are left out of both: NaN sorts above every number (and equals itself) in Spark, but not in
+    Python's comparisons nor in min/max, so "x > 5" could skip a file holding NaN rows.
     """
-    pcols = set(partition_columns)
+    floating = {f.name for f in schema.fields if isinstance(f.dataType, (FloatType, DoubleType))}
+    pcols = set(partition_columns) - floating
     skippable = {
         f.name
         for f in schema.fields
-        if f.name not in pcols and not isinstance(f.dataType, (FloatType, DoubleType, StructType, ArrayType, MapType))
+        if f.name not in partition_columns and not isinstance(f.dataType, (FloatType, DoubleType, StructType, ArrayType, MapType))
     }
     by_partition: list[tuple[str, Filter]] = []
     by_stats: list[Filter] = []
@@ -234,7 +235,7 @@ def plan_files(
     by_partition = by_stats = 0
     for add in actions:
         typed = {c: add.get(f"partition.{c}") for c in pcols}
-        in_specs = not partitions or any(all(typed.get(c) == v for c, v in spec.items()) for spec in partitions)
+        in_specs = not partitions or any(_in_spec(spec, typed) for spec in partitions)
         if not in_specs or not all(_matches(f, typed[c]) for c, f in partition_filters):
             by_partition += 1
             continue
@@ -256,15 +257,28 @@ def plan_files(
     return kept
 
 
+def _in_spec(spec: dict[str, Any], typed: dict[str, Any]) -> bool:
+    """Whether a file's partition values can hold rows of ``spec``: SQL equality on the partition
+    columns it names (null equals nothing); other columns are left to Spark's filter."""
+    return all(typed[c] is not None and typed[c] == v for c, v in spec.items() if c in typed and not _floating(v))
+
+
+def _floating(value: Any) -> bool:
+    return isinstance(value, float)
+
+
 def _describe_spec(spec: dict[str, Any]) -> str:
     return "/".join(f"{c}={partition_string(v)}" for c, v in spec.items())
 
 
 def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:
     column = flt.attribute[0]
-    return _may_contain(
-        flt, add.get(f"min.{column}"), add.get(f"max.{column}"), add.get(f"null_count.{column}"), add.get("num_records")
-    )
+    hi = add.get(f"max.{column}")
+    if isinstance(hi, dt.datetime):
+        # Delta statistics hold timestamps to the millisecond, cut down (ours, delta-rs's and
+        # delta-spark's): the true maximum can be up to 999 us above the one in the log
+        hi += dt.timedelta(milliseconds=1)
+    return _may_contain(flt, add.get(f"min.{column}"), hi, add.get(f"null_count.{column}"), add.get("num_records"))
 
 
 class DeltaReader(DataSourceReader):
@@ -584,7 +598,8 @@ def _delete(full: str) -> None:
             from deltalake.fs import DeltaStorageHandler
 
             parent, _, name = full.rpartition("/")
-            DeltaStorageHandler(parent).delete_file(name)
+            # the handler percent-decodes its URL: quoted, an escaped directory ("p=t%3A1") stays one
+            DeltaStorageHandler(quote(parent, safe=":/")).delete_file(name)
         else:
             os.remove(full)
     except FileNotFoundError:

@@ -105,6 +105,9 @@ def check_filters(filters: Sequence[FilterTuple]) -> None:
     for flt in filters:
         if len(flt) != 3 or flt[1] not in OPS:
             raise ValueError(f"filter {flt!r}: expected (column, op, value) with op one of {', '.join(OPS)}")
+        if flt[2] is None and flt[1] not in ("is null", "is not null"):
+            # SQL: a comparison with null is never true, which is rarely what was meant
+            raise ValueError(f"filter {flt!r}: compares with None; use (column, 'is null', None)")
 
 
 def check_filter_types(filters: Sequence[FilterTuple], schema: StructType, path: str) -> None:
@@ -196,11 +199,17 @@ def read_embedded(
         if timestamp is not None:
             source = source.option("timestampAsOf", timestamp)
         df = source.load()
-        check_filter_types(filters, df.schema, path)
-        # Spark pushes these into the data source, whose planner prunes and skips files by them
-        if partitions:
-            df = df.where(partition_predicate(partitions))
+        check_filter_types([*filters, *_spec_filters(partitions)], df.schema, path)
+    # On the Python reader Spark pushes these into the data source, whose planner prunes and skips
+    # files by them; on Spark's reader the files were planned by them already, and the rows are
+    # filtered here all the same, so a planner that kept too many files never returns extra rows.
+    if partitions:
+        df = df.where(partition_predicate(partitions))
     return df.where(filter_column(filters)) if filters else df
+
+
+def _spec_filters(partitions: Sequence[Mapping[str, Any]] | None) -> list[FilterTuple]:
+    return [(c, "=", v) for spec in partitions or () for c, v in spec.items() if v is not None]
 
 
 def partition_predicate(specs: Sequence[Mapping[str, Any]]) -> Column:
@@ -230,12 +239,12 @@ def _read_with_spark_parquet(
         _check_readable(table, path)
         schema = from_arrow_schema(_arrow_schema(table))
         pcols = list(table.metadata().partition_columns)
-        refusal = _schema_refusal(schema, pcols)
+        refusal = _root_refusal(root) or _schema_refusal(schema, pcols)
     else:
         refusal = "the table is not on a filesystem this reader reaches (object storage goes through the Python reader)"
     files: list[FileSlice] = []
     if table is not None:
-        check_filter_types(filters, schema, path)
+        check_filter_types([*filters, *_spec_filters(partitions)], schema, path)
     if refusal is None:
         by_partition, by_stats, _ = classify_filters(data_source_filters(filters), schema, pcols)
         files = plan_files(table, path, by_partition, by_stats, partitions)
@@ -290,6 +299,16 @@ def _file_uri(local: str) -> str:
     return "file:" + local
 
 
+def _root_refusal(root: str) -> str | None:
+    # Hadoop expands glob characters in the paths it is given, even in a basePath
+    if any(ch in root for ch in _GLOB):
+        return f"the table's path has one of {_GLOB}, which Spark's file listing reads as a glob"
+    return None
+
+
+_GLOB = "{}[]*?\\"
+
+
 def _schema_refusal(schema: StructType, pcols: Sequence[str]) -> str | None:
     for field in schema.fields:
         if isinstance(field.dataType, StructType) and _has_floating_field(field.dataType):
@@ -334,6 +353,8 @@ def _layout_refusal(file: FileSlice, pcols: Sequence[str]) -> str | None:
     for directory, column in zip(directories, pcols, strict=True):
         key, _, raw = directory.partition("=")
         expected = partition_string(values[column])
+        if expected == HIVE_NULL:  # a string that says null to Spark's partition discovery
+            return f"partition value {column}={expected!r} of {relative} would read as null"
         if key != column or (raw != HIVE_NULL if expected is None else _unescape(raw) != expected):
             return f"directory {directory!r} of {relative} does not spell the log's partition value {column}={expected!r}"
     return None
