@@ -2,8 +2,9 @@
 
 ``native`` is delta-spark's ``format("delta")``; ``embedded`` is our Python Data Source over
 delta-rs, whose reads decode the files delta-rs planned with Spark's own Parquet reader where that
-provably returns the same rows (``jobs.tables.reading``). ``auto`` takes native when Delta's JVM classes load, else embedded. Snapshot versions
-and table existence are read from the Delta log with delta-rs, which works for either engine.
+provably returns the same rows (``jobs.tables.reading``). ``auto`` takes native when Delta's JVM
+classes load, else embedded. Snapshot versions, schemas and table existence are read from the
+Delta log with delta-rs, which works for either engine.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from jobs.tables.embedded import (
     expired_end_markers,
     partition_string,
 )
-from jobs.tables.reading import FilterTuple, check_filter_types, check_filters, filter_column, partition_predicate, read_embedded
+from jobs.tables.reading import FilterTuple, check_filter_types, check_filters, partition_predicate, read_embedded, restrict
 
 __all__ = [
     "CommitPolicy",
@@ -94,11 +95,9 @@ def table_exists(path: str) -> bool:
 def table_schema(path: str, version: int | None = None) -> StructType:
     """The Spark schema of the Delta table at ``path`` (at ``version``), from its log alone: no
     file is planned or read, and no Spark session is needed."""
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from jobs.tables.embedded import _open, spark_schema
 
-    from jobs.tables.embedded import _arrow_schema, _open
-
-    return from_arrow_schema(_arrow_schema(_open(path, version)))
+    return spark_schema(_open(path, version))
 
 
 def table_version(path: str) -> int | None:
@@ -157,9 +156,7 @@ def read_table(
         reader = reader.option("timestampAsOf", timestamp)
     df = reader.load(path)
     check_filter_types(filters, df.schema, path)
-    if partitions:
-        df = df.where(partition_predicate(partitions))
-    return df.where(filter_column(filters)) if filters else df
+    return restrict(df, partitions, filters)
 
 
 def _replace_where_sql(specs: Sequence[PartitionSpec]) -> str:

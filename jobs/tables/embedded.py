@@ -3,9 +3,9 @@
 Reads plan one Spark partition per active data file of a snapshot and prune files by pushed-down
 partition filters. ``read_table`` uses this reader for object storage and other tables Spark's own
 Parquet reader could misread; local tables go through the same planner (``plan_files``) and then
-Spark's reader (``jobs.tables.reading``). Writes run on the executors as Arrow batches, each task writing Parquet files
-and returning add-actions; the driver commits them as one Delta transaction (``commit``) or
-deletes them (``abort``).
+Spark's reader (``jobs.tables.reading``). Writes run on the executors as Arrow batches, each task
+writing Parquet files and returning add-actions; the driver commits them as one Delta transaction
+(``commit``) or deletes them (``abort``).
 """
 
 from __future__ import annotations
@@ -76,8 +76,11 @@ def _open(path: str, version: int | None = None, timestamp: str | None = None):
     return table
 
 
-def _arrow_schema(table) -> pa.Schema:
-    return pa.schema(table.schema().to_arrow())
+def spark_schema(table) -> StructType:
+    """The Spark schema of a delta-rs table (snapshot)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(pa.schema(table.schema().to_arrow()))
 
 
 def _check_readable(table, path: str, doing: str = "read") -> None:
@@ -260,11 +263,8 @@ def plan_files(
 def _in_spec(spec: dict[str, Any], typed: dict[str, Any]) -> bool:
     """Whether a file's partition values can hold rows of ``spec``: SQL equality on the partition
     columns it names (null equals nothing); other columns are left to Spark's filter."""
-    return all(typed[c] is not None and typed[c] == v for c, v in spec.items() if c in typed and not _floating(v))
-
-
-def _floating(value: Any) -> bool:
-    return isinstance(value, float)
+    # floating values are not pruned on: NaN equals itself in Spark, not in Python
+    return all(typed[c] is not None and typed[c] == v for c, v in spec.items() if c in typed and not isinstance(v, float))
 
 
 def _describe_spec(spec: dict[str, Any]) -> str:
@@ -478,9 +478,7 @@ def refuse_schema_mismatch(path: str, table, data: StructType, merge_schema: boo
     are written as nulls. A changed type is always refused: old files could not be read as it.
     Both engines check this, so a mismatch is the same error whichever writes.
     """
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    diff = schema_diff(from_arrow_schema(_arrow_schema(table)), data)
+    diff = schema_diff(spark_schema(table), data)
     if not diff:
         return diff
     if diff.changed or not merge_schema:
@@ -1102,13 +1100,11 @@ class DeltaDataSource(DataSource):
         return path
 
     def schema(self) -> StructType:
-        from pyspark.sql.pandas.types import from_arrow_schema
-
         path = self._path()
         if not _exists(path):
             raise FileNotFoundError(f"no Delta table at {path}")
         version, timestamp = self._as_of()
-        return from_arrow_schema(_arrow_schema(_open(path, version, timestamp)))
+        return spark_schema(_open(path, version, timestamp))
 
     def _as_of(self) -> tuple[int | None, str | None]:
         version = self.options.get("versionAsOf")

@@ -60,12 +60,12 @@ from pyspark.sql.types import (
 from jobs.tables.embedded import (
     FORMAT,
     FileSlice,
-    _arrow_schema,
     _check_readable,
     _open,
     classify_filters,
     partition_string,
     plan_files,
+    spark_schema,
 )
 
 log = logging.getLogger("lakescore.delta")
@@ -203,6 +203,11 @@ def read_embedded(
     # On the Python reader Spark pushes these into the data source, whose planner prunes and skips
     # files by them; on Spark's reader the files were planned by them already, and the rows are
     # filtered here all the same, so a planner that kept too many files never returns extra rows.
+    return restrict(df, partitions, filters)
+
+
+def restrict(df: DataFrame, partitions: Sequence[Mapping[str, Any]] | None, filters: Sequence[FilterTuple]) -> DataFrame:
+    """``df`` filtered to the partition specs (ORed) and the filters (ANDed)."""
     if partitions:
         df = df.where(partition_predicate(partitions))
     return df.where(filter_column(filters)) if filters else df
@@ -231,29 +236,23 @@ def _read_with_spark_parquet(
 ) -> DataFrame | None:
     """The planned files through Spark's Parquet reader; None (or, when ``required``, an error)
     where that reader could return different rows than the log describes."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     root = _local_root(path)
-    table = _open(path, version, timestamp) if root else None
-    if table is not None:
-        _check_readable(table, path)
-        schema = from_arrow_schema(_arrow_schema(table))
-        pcols = list(table.metadata().partition_columns)
-        refusal = _root_refusal(root) or _schema_refusal(schema, pcols)
-    else:
+    if root is None:
         refusal = "the table is not on a filesystem this reader reaches (object storage goes through the Python reader)"
-    files: list[FileSlice] = []
-    if table is not None:
-        check_filter_types([*filters, *_spec_filters(partitions)], schema, path)
-    if refusal is None:
-        by_partition, by_stats, _ = classify_filters(data_source_filters(filters), schema, pcols)
-        files = plan_files(table, path, by_partition, by_stats, partitions)
-        refusal = next((r for r in (_layout_refusal(f, pcols) for f in files) if r), None)
+        return _not_by_spark(path, refusal, required)
+    table = _open(path, version, timestamp)
+    _check_readable(table, path)
+    schema = spark_schema(table)
+    pcols = list(table.metadata().partition_columns)
+    check_filter_types([*filters, *_spec_filters(partitions)], schema, path)
+    refusal = _root_refusal(root) or _schema_refusal(schema, pcols)
     if refusal is not None:
-        if required:
-            raise ValueError(f"Delta table {path}: Spark's Parquet reader cannot read it exactly: {refusal}")
-        log.info("delta read %s: through the Python reader, since %s", path, refusal)
-        return None
+        return _not_by_spark(path, refusal, required)
+    by_partition, by_stats, _ = classify_filters(data_source_filters(filters), schema, pcols)
+    files = plan_files(table, path, by_partition, by_stats, partitions)
+    refusal = next((r for r in (_layout_refusal(f, pcols) for f in files) if r), None)
+    if refusal is not None:
+        return _not_by_spark(path, refusal, required)
     if not files:
         return spark.createDataFrame([], schema)
     uris = [_file_uri(os.path.join(root, unquote(f.path))) for f in files]
@@ -268,6 +267,12 @@ def _read_with_spark_parquet(
     )
     # Spark puts partition columns last: back into the table's order
     return data.select(*[_unpushable(field) for field in schema.fields])
+
+
+def _not_by_spark(path: str, refusal: str, required: bool) -> None:
+    if required:
+        raise ValueError(f"Delta table {path}: Spark's Parquet reader cannot read it exactly: {refusal}")
+    log.info("delta read %s: through the Python reader, since %s", path, refusal)
 
 
 def _unpushable(field: StructField) -> Column:
