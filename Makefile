@@ -13,7 +13,10 @@ export Q  # make sql's query reaches the shell as an environment variable: quote
 
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
-SPARK_SUBMIT := $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties"
+JARS := .jars
+JARS_STAMP := $(JARS)/.fetched
+# delta-spark's jars (when setup could fetch them) and the Delta SQL confs, as spark-submit options
+SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties" $$($(PY) -m jobs.tables.jars)
 
 .PHONY: help setup check-java demo run test lint bench package cluster-test sql notebook clean
 
@@ -36,7 +39,13 @@ $(STAMP): setup.cfg requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv with the pinned dependencies (only when missing or stale)
+# The native engine's jars (conf/maven/pom.xml), only when missing. A machine that cannot reach
+# Maven Central gets one line saying so and no stamp, and the job runs on the embedded engine.
+$(JARS_STAMP): conf/maven/pom.xml conf/maven/fetch-jars.sh | $(STAMP)
+	@bash conf/maven/fetch-jars.sh $(JARS) "$$($(PY) -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+	@if ls $(JARS)/delta-spark_*.jar >/dev/null 2>&1; then touch $@; fi
+
+setup: $(STAMP) $(JARS_STAMP) ## create .venv with the pinned dependencies and fetch delta-spark's jars into .jars/ (only when missing or stale)
 
 demo: setup ## create the demo input table and register the demo model (when missing)
 	$(PY) -m jobs.demo

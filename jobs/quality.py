@@ -105,7 +105,7 @@ def previous_partition(
     candidates = [r for r in this_run if tuple(r[c] for c in partition_by) < key]
     best: tuple[Any, ...] | None = max((tuple(r[c] for c in partition_by) for r in candidates), default=None)
     table_best = None
-    if table_exists(stats_path):
+    if table_exists(stats_path, engine):
         stats = read_table(spark, stats_path, engine)
         if len(partition_by) == 1:  # a plain comparison the reader can prune partitions with
             before = F.col(partition_by[0]) < F.lit(key[0])

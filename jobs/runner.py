@@ -30,7 +30,16 @@ from jobs.progress import progress
 from jobs.quality import Check, check_gate, drift_rows, previous_partition
 from jobs.reference import fitted_values, profile
 from jobs.report import log_to_mlflow, render, report_path, write_report
-from jobs.tables import WriteResult, read_table, resolve_engine, table_exists, table_schema, table_version, write_table
+from jobs.tables import (
+    UnsupportedFeatureError,
+    WriteResult,
+    read_table,
+    resolve_engine,
+    table_exists,
+    table_schema,
+    table_version,
+    write_table,
+)
 from transforms.contract import ContractError, check_contract, conform
 from transforms.preprocess import PipelineError, input_columns, output_columns, pipeline
 from transforms.scoring import score
@@ -40,7 +49,7 @@ from transforms.validation import REASONS, is_quarantined, rule_columns, validat
 log = logging.getLogger("lakescore.run")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
-USAGE_ERRORS = (ConfigError, ContractError, PartitionError, ModelError, PipelineError)
+USAGE_ERRORS = (ConfigError, ContractError, PartitionError, ModelError, PipelineError, UnsupportedFeatureError)
 
 LINEAGE = ("model_name", "model_version", "run_id", "scored_at")
 
@@ -417,12 +426,12 @@ def _write_stats(spark: SparkSession, cfg: JobConfig, engine: str, rows: list[di
     write_table(df, cfg.output.stats, engine, mode="append", partition_by=cfg.input.partition_by, commit_metadata={"lakescore.run_id": run_id})
 
 
-def _reasons_with_code(cfg: JobConfig) -> bool:
+def _reasons_with_code(cfg: JobConfig, engine: str) -> bool:
     """Whether quarantine reasons carry ``code``: a table created before the field existed keeps its
     schema (the engines do not evolve schemas), so its rows are written without it."""
-    if not table_exists(cfg.output.quarantine):
+    if not table_exists(cfg.output.quarantine, engine):
         return True
-    schema = table_schema(cfg.output.quarantine)
+    schema = table_schema(cfg.output.quarantine, engine=engine)
     reasons = schema[REASONS].dataType if REASONS in schema.fieldNames() else None
     if isinstance(reasons, T.ArrayType) and isinstance(reasons.elementType, T.StructType) and "code" not in reasons.elementType.fieldNames():
         log.warning("quarantine table %s predates the reasons' code field; writing reasons without it (recreate the table to get it)", cfg.output.quarantine)
@@ -463,10 +472,10 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
     try:
         engine = record.engine = resolve_engine(spark, cfg.engine)
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
-        if not table_exists(cfg.input.path):
+        if not table_exists(cfg.input.path, engine):
             raise ContractError(f"input table {cfg.input.path} does not exist or is not a Delta table")
-        record.input_version = table_version(cfg.input.path) if input_version is None else input_version
-        input_schema = table_schema(cfg.input.path, record.input_version)
+        record.input_version = table_version(cfg.input.path, engine) if input_version is None else input_version
+        input_schema = table_schema(cfg.input.path, record.input_version, engine)
         # oldest first, whatever order they were named in: consecutive drift compares with the one before
         specs = sorted((parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions), key=lambda s: tuple(s.values()))
         record.partitions = [partition_label(s) for s in specs]
@@ -476,7 +485,7 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
             model = resolve_model(cfg.model)
         record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
         steps = choose_pipeline(cfg, model)
-        plan = Plan(steps, fitted_values(steps, model.reference, f"model {model.uri} lakescore/reference.json"), _reasons_with_code(cfg))
+        plan = Plan(steps, fitted_values(steps, model.reference, f"model {model.uri} lakescore/reference.json"), _reasons_with_code(cfg, engine))
         feature_bins, prediction_bins = reference_bins(_drift_reference(spark, cfg, engine, model, plan, input_schema, record.input_version))
         # a floating output the reference did not profile is counted in ten bins over [0, 1]: drift against the previous partition
         fixed = {f.name: fixed_bins(f.name) for f in model.outputs.fields if isinstance(f.dataType, (T.DoubleType, T.FloatType))}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.partitions import PartitionError, parse_partition, partition_label
+from jobs.tables import commit_metadata
 
 COMMIT_KEYS = ("lakescore.partition", "lakescore.model_version", "lakescore.config_hash", "lakescore.input_version")
 
@@ -72,7 +73,8 @@ def published(scored_path: str) -> dict[str, Published]:
     if not DeltaTable.is_deltatable(scored_path):
         return {}
     out: dict[str, Published] = {}
-    for commit in DeltaTable(scored_path).history():  # newest first
+    for entry in DeltaTable(scored_path).history():  # newest first
+        commit = commit_metadata(entry)
         label = commit.get("lakescore.partition")
         if not label or label in out:
             continue

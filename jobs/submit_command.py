@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.4.1"  # the jar of the delta-spark pip pin
+from jobs.tables.jars import DELTA_PACKAGES, DELTA_SQL_CONF
 
 
 def commands(wheel: str, env: str, conf: str, partition: str = "ds=2024-06-01", master: str = "yarn") -> dict[str, list[str]]:
@@ -29,9 +29,8 @@ def commands(wheel: str, env: str, conf: str, partition: str = "ds=2024-06-01", 
     job = ["jobs/score.py", "--conf", conf_name, "--partition", partition]
     native = [
         *common,
-        "--packages", DELTA_PACKAGE,
-        "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
-        "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "--packages", DELTA_PACKAGES,
+        *[arg for key, value in DELTA_SQL_CONF.items() for arg in ("--conf", f"{key}={value}")],
         *job, "--set", "engine=native",
     ]
     embedded = [*common, *job, "--set", "engine=embedded"]

@@ -35,6 +35,7 @@ def spark():
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.databricks.delta.snapshotPartitions", "2")  # as jobs.session's local defaults
     )
     for key, value in REQUIRED_CONF.items():
         builder = builder.config(key, value)
@@ -48,32 +49,44 @@ def spark():
 
 
 def native_engine_conf() -> dict[str, str]:
-    """What puts delta-spark on the suite's classpath, so the native half of the engine tests runs:
-    LAKESCORE_DELTA_JARS, a folder holding delta-spark's jars (delta-spark_2.13 and
-    delta-storage), or LAKESCORE_DELTA_PACKAGES, Maven coordinates (needs network access)."""
-    conf = {}
-    jars = os.environ.get("LAKESCORE_DELTA_JARS")
-    if jars:
-        found = sorted(str(p) for p in Path(jars).glob("*.jar"))
-        if not found:
-            raise pytest.UsageError(f"LAKESCORE_DELTA_JARS={jars}: no .jar files there")
-        conf["spark.jars"] = ",".join(found)
-    if os.environ.get("LAKESCORE_DELTA_PACKAGES"):
-        conf["spark.jars.packages"] = os.environ["LAKESCORE_DELTA_PACKAGES"]
-    if conf:
-        conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
-        conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-    return conf
+    """What puts delta-spark on the suite's classpath: the jars ``make setup`` fetched into .jars/
+    (or the folder LAKESCORE_DELTA_JARS names), as every LakeScore session takes them."""
+    from jobs.tables.jars import native_conf
+
+    try:
+        return native_conf()
+    except FileNotFoundError as err:
+        raise pytest.UsageError(str(err)) from err
+
+
+def require_native(spark) -> None:
+    """Skip a native-engine test where delta-spark's jars are absent (a machine that could not reach
+    Maven Central), saying so; with LAKESCORE_REQUIRE_NATIVE=1 (CI) fail it instead, so a
+    submission can never pass with the native half unrun."""
+    from jobs.tables import native_available
+
+    if native_available(spark):
+        return
+    why = "delta-spark's jars are not on the classpath: run make setup (see README: Delta engines)"
+    if os.environ.get("LAKESCORE_REQUIRE_NATIVE") == "1":
+        pytest.fail(why + "; LAKESCORE_REQUIRE_NATIVE=1 forbids skipping the native engine")
+    pytest.skip(why)
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request, spark):
-    """Each engine in turn; native is skipped where delta-spark's jars are not on the classpath."""
-    from jobs.tables import native_available
-
-    if request.param == "native" and not native_available(spark):
-        pytest.skip("delta-spark jars are not on the classpath: set LAKESCORE_DELTA_JARS (see README: native engine)")
+    """Each engine in turn (see require_native for the native half)."""
+    if request.param == "native":
+        require_native(spark)
     return request.param
+
+
+@pytest.fixture
+def native(spark):
+    """For tests that need delta-spark itself (to write tables with its features, or to check the
+    embedded engine against it)."""
+    require_native(spark)
+    return "native"
 
 
 @pytest.fixture(scope="session")

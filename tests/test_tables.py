@@ -2,6 +2,8 @@
 
 import datetime as dt
 import decimal
+import os
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -182,10 +184,20 @@ def test_statistics_skip_files_that_cannot_match_and_never_lose_rows(spark, engi
 def test_read_as_of_a_timestamp_sees_that_snapshot(spark, engine, tmp_path):
     path = str(tmp_path / "t")
     write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
-    committed = DeltaTable(path).history()[0]["timestamp"]  # ms since the epoch
+    # A commit's time is its log file's modification time (the protocol's rule without in-commit
+    # timestamps, and what delta-spark and delta-rs both use), not commitInfo's own clock
+    committed = os.path.getmtime(os.path.join(path, "_delta_log", f"{0:020d}.json"))
+    time.sleep(0.05)
     write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
-    as_of = dt.datetime.fromtimestamp(committed / 1000, dt.UTC).isoformat()
+    as_of = dt.datetime.fromtimestamp(committed, dt.UTC).isoformat()
     assert sorted(r.id for r in read_table(spark, path, engine, timestamp=as_of).collect()) == [0, 1]
+
+
+def test_read_as_of_a_timestamp_before_the_first_commit_is_refused(spark, engine, tmp_path):
+    path = str(tmp_path / "t")
+    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    with pytest.raises(Exception, match="before the earliest version|EARLIER_THAN_COMMIT_RETENTION"):
+        read_table(spark, path, engine, timestamp="2001-01-01T00:00:00+00:00").collect()
 
 
 def test_app_transaction_makes_a_retried_write_commit_once(spark, engine, tmp_path):

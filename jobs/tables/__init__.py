@@ -4,7 +4,8 @@
 delta-rs, whose reads decode the files delta-rs planned with Spark's own Parquet reader where that
 provably returns the same rows (``jobs.tables.reading``). ``auto`` takes native when Delta's JVM
 classes load, else embedded. Snapshot versions, schemas and table existence are read from the
-Delta log with delta-rs, which works for either engine.
+Delta log: on native by delta-spark (a table may use features delta-rs cannot read), elsewhere by
+delta-rs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from jobs.tables import native
 from jobs.tables.embedded import (
     FORMAT,
     CommitPolicy,
@@ -26,19 +28,30 @@ from jobs.tables.embedded import (
     DeltaDataSource,
     SchemaMismatchError,
     TableWriteError,
-    check_write_schema,
+    UnsupportedFeatureError,
     expired_end_markers,
     partition_string,
+    refuse_schema_mismatch,
 )
-from jobs.tables.reading import FilterTuple, check_filter_types, check_filters, partition_predicate, read_embedded, restrict
+from jobs.tables.reading import (
+    FilterTuple,
+    check_filter_types,
+    check_filters,
+    partition_predicate,
+    read_embedded,
+    restrict,
+    unpushable,
+)
 
 __all__ = [
     "CommitPolicy",
     "ConcurrentWriteError",
     "SchemaMismatchError",
     "TableWriteError",
+    "UnsupportedFeatureError",
     "WRITE_TOKEN",
     "WriteResult",
+    "commit_metadata",
     "committed_version",
     "partition_predicate",
     "read_table",
@@ -62,7 +75,9 @@ PartitionSpec = Mapping[str, Any]  # {"ds": date(2024, 6, 1)}: typed values
 def native_available(spark: SparkSession) -> bool:
     """True when delta-spark's classes are on the JVM classpath."""
     try:
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # noqa: SLF001 - a class probe only
+        # Spark's own lookup (the context class loader, which holds --jars / spark.jars): a bare
+        # Class.forName through py4j sees only the JVM's launch classpath and never finds them
+        spark._jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)  # noqa: SLF001
         return True
     except Exception:  # py4j raises a generic error for ClassNotFoundException
         return False
@@ -74,9 +89,11 @@ def resolve_engine(spark: SparkSession, requested: str) -> str:
     if native_available(spark):
         return "native"
     if requested == "native":
+        from jobs.tables.jars import DELTA_PACKAGES
+
         raise RuntimeError(
             "engine 'native' was requested but delta-spark's classes are not on the classpath; "
-            "pass --packages io.delta:delta-spark_2.13:4.4.1 (or --jars) or use engine 'embedded'"
+            f"run make setup, or pass --packages {DELTA_PACKAGES} (or --jars), or use engine 'embedded'"
         )
     return "embedded"
 
@@ -86,25 +103,44 @@ def register(spark: SparkSession) -> None:
     spark.dataSource.register(DeltaDataSource)
 
 
-def table_exists(path: str) -> bool:
+def _session() -> SparkSession:
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError("the native engine reads table metadata through delta-spark: start a SparkSession first")
+    return spark
+
+
+def table_exists(path: str, engine: str = "embedded") -> bool:
+    """Whether ``path`` holds a Delta table; on ``native`` asked of delta-spark (the active
+    session), elsewhere of delta-rs, which needs no session."""
+    if engine == "native":
+        return native.exists(_session(), path)
     from deltalake import DeltaTable
 
     return DeltaTable.is_deltatable(path)
 
 
-def table_schema(path: str, version: int | None = None) -> StructType:
+def table_schema(path: str, version: int | None = None, engine: str = "embedded") -> StructType:
     """The Spark schema of the Delta table at ``path`` (at ``version``), from its log alone: no
-    file is planned or read, and no Spark session is needed."""
-    from jobs.tables.embedded import _open, spark_schema
+    file is planned or read."""
+    if engine == "native":
+        return native.schema(_session(), path, version)
+    from jobs.tables.embedded import _check_readable, _open, spark_schema
 
-    return spark_schema(_open(path, version))
+    table = _open(path, version)
+    _check_readable(table, path)  # a feature the embedded engine cannot honour is refused up front
+    return spark_schema(table)
 
 
-def table_version(path: str) -> int | None:
+def table_version(path: str, engine: str = "embedded") -> int | None:
     """The latest committed version of the Delta table at ``path``, or None when there is none."""
+    if not table_exists(path, engine):
+        return None
+    if engine == "native":
+        return native.version(_session(), path)
     from deltalake import DeltaTable
 
-    return DeltaTable(path).version() if table_exists(path) else None
+    return DeltaTable(path).version()
 
 
 def read_table(
@@ -156,7 +192,9 @@ def read_table(
         reader = reader.option("timestampAsOf", timestamp)
     df = reader.load(path)
     check_filter_types(filters, df.schema, path)
-    return restrict(df, partitions, filters)
+    # delta-spark skips files by the log's min/max, which delta-rs and pyarrow write without NaN:
+    # floating columns behind nanvl(x, x) are not used for skipping, so no NaN row is lost
+    return restrict(df.select(*[unpushable(field) for field in df.schema.fields]), partitions, filters)
 
 
 def _replace_where_sql(specs: Sequence[PartitionSpec]) -> str:
@@ -231,7 +269,8 @@ def write_table(
     if engine == "native":
         # delta-spark's own checks differ (it writes a missing column as null without being asked):
         # the same check as the embedded engine's, so both refuse the same writes the same way
-        check_write_schema(path, df.schema, merge_schema)
+        if table_exists(path, engine):
+            refuse_schema_mismatch(path, table_schema(path, engine=engine), df.schema, merge_schema)
         writer = writer.format("delta")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -245,9 +284,10 @@ def write_table(
             writer = writer.option("mergeSchema", "true")
         # delta-spark takes delta.* options as table properties; only on create, as the embedded
         # engine does: an existing table keeps its own
-        for key, value in (table_properties or {}).items() if not table_exists(path) else ():
+        for key, value in (table_properties or {}).items() if not table_exists(path, engine) else ():
             writer = writer.option(key, value)
-        writer.save(path)
+        policy = CommitPolicy(conflict, max_retries)
+        native.save(writer, path, policy)
     else:
         writer = writer.format(FORMAT).option("path", path).option("partition_by", ",".join(partition_by))
         if replace_partitions:
@@ -268,22 +308,39 @@ def write_table(
             writer.save()
         except Exception as err:
             raise _lakescore_error(err) from err
-    version = committed_version(path, token)
+    version = committed_version(path, token, engine=engine)
     log.info("wrote %s (%s) -> version %s", path, mode, version)
     return WriteResult(path, version)
 
 
-def committed_version(path: str, token: str, search: int = 20) -> int | None:
+def committed_version(path: str, token: str, search: int = 20, engine: str = "embedded") -> int | None:
     """The version whose commit carries this write token; the latest version when none of the
     last ``search`` commits does (an app transaction that had already committed wrote nothing)."""
+    if engine == "native":
+        # delta-spark stores the commit metadata as userMetadata JSON
+        entries = native.history(_session(), path, search)
+        found = next((e["version"] for e in entries if commit_metadata(e).get(WRITE_TOKEN) == token), None)
+        return int(found) if found is not None else (int(entries[0]["version"]) if entries else None)
     from deltalake import DeltaTable
 
     table = DeltaTable(path)
     for entry in table.history(search):
-        # the embedded engine stores metadata as commitInfo keys, delta-spark as userMetadata JSON
-        if entry.get(WRITE_TOKEN) == token or token in str(entry.get("userMetadata") or ""):
+        if commit_metadata(entry).get(WRITE_TOKEN) == token:
             return int(entry["version"])
     return table.version()
+
+
+def commit_metadata(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata a write stored with its commit, from a delta-rs history entry, whichever engine
+    wrote it: the embedded engine stores it as commitInfo keys, delta-spark as userMetadata JSON."""
+    out = dict(entry)
+    text = entry.get("userMetadata")
+    if isinstance(text, str) and text.startswith("{"):
+        try:
+            out.update({k: v for k, v in json.loads(text).items() if isinstance(v, str)})
+        except ValueError:
+            pass  # someone else's userMetadata, not ours
+    return out
 
 
 def _lakescore_error(err: Exception) -> Exception:

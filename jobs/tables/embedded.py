@@ -60,7 +60,22 @@ if not logging.getLogger("lakescore").handlers:
     logging.getLogger("lakescore").setLevel(logging.INFO)
 
 # Reader features whose meaning this reader cannot honor: refuse rather than return wrong rows.
-UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint", "vacuumProtocolCheck"}
+# Reader features whose tables the embedded engine would read wrongly, so it refuses them by name:
+# deletion vectors (deleted rows would come back), column mapping (physical names: nulls), v2
+# checkpoints (delta-rs cannot replay them), type widening (files of the older type, which one of
+# the readers crashes on), variants (delta-rs gives struct<metadata, value>, and a shredded one's
+# typed columns would be lost). vacuumProtocolCheck only binds vacuum, which delta-rs honours.
+UNSUPPORTED_READER_FEATURES = {
+    "deletionVectors",
+    "columnMapping",
+    "v2Checkpoint",
+    "typeWidening",
+    "typeWidening-preview",
+    "variantType",
+    "variantType-preview",
+    "variantShredding",
+    "variantShredding-preview",
+}
 
 
 def _open(path: str, version: int | None = None, timestamp: str | None = None):
@@ -72,7 +87,14 @@ def _open(path: str, version: int | None = None, timestamp: str | None = None):
     table = DeltaTable(path)
     if timestamp:
         moment = dt.datetime.fromisoformat(timestamp)
-        table.load_as_version(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        table.load_as_version(moment)
+        # delta-rs falls back to the earliest version for an instant before it; delta-spark refuses
+        # (DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION), and so do we: that snapshot did not exist
+        loaded = next((e for e in table.history() if e.get("version") == table.version()), None)
+        if loaded is not None and moment.timestamp() * 1000 < loaded["timestamp"]:
+            first = dt.datetime.fromtimestamp(loaded["timestamp"] / 1000, dt.UTC).isoformat()
+            raise ValueError(f"Delta table {path}: timestamp {timestamp} is before the earliest version available ({first})")
     return table
 
 
@@ -81,6 +103,10 @@ def spark_schema(table) -> StructType:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(pa.schema(table.schema().to_arrow()))
+
+
+class UnsupportedFeatureError(ValueError):
+    """A table uses a feature this engine cannot honour: retrying will not help (exit 2)."""
 
 
 def _check_readable(table, path: str, doing: str = "read") -> None:
@@ -92,10 +118,34 @@ def _check_readable(table, path: str, doing: str = "read") -> None:
         features.add("columnMapping")
     blocked = sorted(features & UNSUPPORTED_READER_FEATURES)
     if blocked:
-        raise ValueError(
+        raise UnsupportedFeatureError(
             f"Delta table {path} uses reader feature(s) {', '.join(blocked)} that the embedded engine "
             f"cannot {doing} correctly; use the native engine (delta-spark) for this table"
         )
+    collated = _collations(json.loads(table.schema().to_json()))
+    if collated:
+        # a writer feature only, but delta-rs drops the collation from the schema, and comparing
+        # the strings as binary would quietly change what every filter and join means
+        column, collation = collated[0]
+        raise UnsupportedFeatureError(
+            f"Delta table {path}: column {column!r} has collation {collation}, which the embedded engine "
+            f"cannot {doing} (it would compare as binary); use the native engine (delta-spark) for this table"
+        )
+
+
+def _collations(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(column path, collation)`` for every collated string in a Delta schema (JSON form)."""
+    out: list[tuple[str, str]] = []
+    for field_ in schema.get("fields", ()):
+        name = prefix + field_["name"]
+        for where, collation in (field_.get("metadata") or {}).get("__COLLATIONS", {}).items():
+            out.append((prefix + where, collation))
+        kind = field_["type"]
+        while isinstance(kind, dict) and kind.get("type") in ("array", "map"):
+            kind = kind.get("elementType") or kind.get("valueType")
+        if isinstance(kind, dict) and kind.get("type") == "struct":
+            out += _collations(kind, name + ".")
+    return out
 
 
 def partition_string(value: Any) -> str | None:
@@ -277,7 +327,8 @@ def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:
     if isinstance(hi, dt.datetime):
         # Delta statistics hold timestamps to the millisecond, cut down (ours, delta-rs's and
         # delta-spark's): the true maximum can be up to 999 us above the one in the log
-        hi += dt.timedelta(milliseconds=1)
+        # (a year-9999 maximum has no room above it: then the maximum is unknown, and nothing skipped)
+        hi = hi + dt.timedelta(milliseconds=1) if hi < dt.datetime.max.replace(tzinfo=hi.tzinfo) - dt.timedelta(milliseconds=1) else None
     return _may_contain(flt, add.get(f"min.{column}"), hi, add.get(f"null_count.{column}"), add.get("num_records"))
 
 
@@ -344,8 +395,10 @@ def _parquet_file(uri: str) -> pq.ParquetFile:
     # instead of one per column on object storage; on a local disk it only costs copies.
     if "://" in uri:
         fs, where = _filesystem(uri)
-        return pq.ParquetFile(where, filesystem=fs, pre_buffer=True)
-    return pq.ParquetFile(uri, pre_buffer=False)
+        return pq.ParquetFile(where, filesystem=fs, pre_buffer=True, coerce_int96_timestamp_unit="us")
+    # INT96 (Spark's and Hive's old timestamps) to microseconds, Spark's unit: pyarrow's default,
+    # nanoseconds, overflows outside 1677-2262
+    return pq.ParquetFile(uri, pre_buffer=False, coerce_int96_timestamp_unit="us")
 
 
 def _filesystem(uri: str):
@@ -470,30 +523,24 @@ def schema_diff(table: StructType, data: StructType) -> SchemaDiff:
     )
 
 
-def refuse_schema_mismatch(path: str, table, data: StructType, merge_schema: bool) -> SchemaDiff:
-    """How a write's schema differs from its table's (a delta-rs DeltaTable); raises
+def refuse_schema_mismatch(path: str, table: StructType, data: StructType, merge_schema: bool) -> SchemaDiff:
+    """How a write's schema differs from its table's; raises
     SchemaMismatchError, naming the table and the columns, when the write may not go ahead.
 
     New columns are added (nullable) only with ``merge_schema``; with it, columns the data lacks
     are written as nulls. A changed type is always refused: old files could not be read as it.
     Both engines check this, so a mismatch is the same error whichever writes.
     """
-    diff = schema_diff(spark_schema(table), data)
+    diff = schema_diff(table, data)
     if not diff:
         return diff
     if diff.changed or not merge_schema:
         hint = "" if diff.changed else "; pass merge_schema=True to add new columns"
         raise SchemaMismatchError(f"Delta write to {path}: the data's schema differs from the table's: {diff.describe()}{hint}")
-    required = [f.name for f in table.schema().fields if f.name in diff.missing and not f.nullable]
+    required = [f.name for f in table.fields if f.name in diff.missing and not f.nullable]
     if required:
         raise SchemaMismatchError(f"Delta write to {path}: missing column(s) {required} are not nullable in the table")
     return diff
-
-
-def check_write_schema(path: str, data: StructType, merge_schema: bool) -> None:
-    """``refuse_schema_mismatch`` against the table at ``path``, when there is one."""
-    if _exists(path):
-        refuse_schema_mismatch(path, _open(path), data, merge_schema)
 
 
 @dataclass
@@ -863,7 +910,7 @@ class DeltaWriter(DataSourceArrowWriter):
     def _commit_schema(self, table):
         """The Delta schema to commit with, None when the table's own fits; raises on a mismatch
         (see ``refuse_schema_mismatch``)."""
-        if not refuse_schema_mismatch(self.path, table, self.spark_schema, self.merge_schema).new:
+        if not refuse_schema_mismatch(self.path, spark_schema(table), self.spark_schema, self.merge_schema).new:
             return None
         from deltalake import Schema
 

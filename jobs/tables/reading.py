@@ -266,7 +266,7 @@ def _read_with_spark_parquet(
         .parquet(*uris)
     )
     # Spark puts partition columns last: back into the table's order
-    return data.select(*[_unpushable(field) for field in schema.fields])
+    return data.select(*[unpushable(field) for field in schema.fields])
 
 
 def _not_by_spark(path: str, refusal: str, required: bool) -> None:
@@ -275,7 +275,7 @@ def _not_by_spark(path: str, refusal: str, required: bool) -> None:
     log.info("delta read %s: through the Python reader, since %s", path, refusal)
 
 
-def _unpushable(field: StructField) -> Column:
+def unpushable(field: StructField) -> Column:
     """The column, with floating ones behind ``nanvl(x, x)`` (which is ``x``, NaN and -0.0 included).
 
     Spark would push a comparison on a bare floating column into Parquet's row-group statistics,

@@ -74,19 +74,26 @@ def _alive_workers(ui_port: int) -> int:
         return sum(1 for w in json.load(resp)["workers"] if w["state"] == "ALIVE")
 
 
-def test_packaged_job_scores_on_a_standalone_cluster(tmp_path):
+@pytest.mark.parametrize("engine", ["native", "embedded"])
+def test_packaged_job_scores_on_a_standalone_cluster(tmp_path, engine):
     wheel = next(DIST.glob("lakescore-*.whl"), None)
     archive = DIST / "lakescore-env.tar.gz"
     if wheel is None or not archive.exists():
         pytest.fail("run `make package` first (make cluster-test does)")
     python = sys.executable
+    from jobs.tables.jars import submit_args
+
+    # native: delta-spark's jars go to the executors with --jars, as on any cluster without them
+    delta = submit_args(cluster=True) if engine == "native" else []
+    if engine == "native" and not delta:
+        pytest.fail("delta-spark's jars are missing: run make setup")
 
     # demo input (2 days) and model in a throwaway registry, written as make run writes them
     home = tmp_path / "home"
     subprocess.run([python, "-m", "jobs.demo", "--home", str(home), "--days", "2", "--rows-per-day", "3000"], cwd=REPO, check=True)
     conf = yaml.safe_load((REPO / "conf/jobs/churn.yaml").read_text())
     tables = home / "tables"
-    conf["engine"] = "embedded"
+    conf["engine"] = engine
     conf["input"]["path"] = str(tables / "customers")
     conf["model"]["tracking_uri"] = f"sqlite:///{home / 'mlflow.db'}"
     conf["output"].update({k: str(tables / f"cluster_{k}") for k in ("scored", "quarantine", "stats", "runs")})
@@ -129,6 +136,7 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path):
                 "--archives", f"{archive}#environment",
                 "--py-files", str(wheel),
                 "--conf", "spark.executor.memory=1g",
+                *delta,
                 str(REPO / "jobs" / "score.py"), "--conf", str(conf_file), "--partition", "ds=2024-06-02",
             ],  # fmt: skip
             cwd=tmp_path,
@@ -158,3 +166,4 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path):
     assert set(scored["customer_id"]) | set(quarantined["customer_id"].dropna()) <= set(expected["customer_id"].dropna())
     assert scored["probability"].between(0, 1).all() and set(scored["model_version"]) == {"1"}
     assert list(runs["status"]) == ["succeeded"] and runs["rows_scored"].iloc[0] == len(scored)
+    assert list(runs["engine"]) == [engine]

@@ -1,0 +1,140 @@
+"""The native engine under concurrency, which rests on delta-spark's own optimistic concurrency:
+its conflicts become LakeScore's ConcurrentWriteError (``conflict: fail``) or a rewrite on the new
+snapshot (``conflict: retry``); writers of other partitions both commit. Two real spark-submit
+processes meet at a barrier inside their writes, so their transactions overlap every time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from tests.conftest import REPO
+from tests.test_tables_concurrency import SCHEMA, base_table, meddling_write, rows_for, table_rows
+
+D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
+
+
+@pytest.mark.parametrize("conflict", ["fail", "retry"])
+def test_a_delta_rs_commit_landing_during_a_delta_spark_overwrite_is_caught(spark, native, tmp_path, conflict):
+    """Another engine's writer (delta-rs, as the embedded engine commits) and delta-spark on one
+    table at once: the commit lands while delta-spark is writing the same partition."""
+    from jobs.tables import ConcurrentWriteError, read_table, write_table
+
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    meddle = meddling_write(path, str(tmp_path / "meddled"))
+    data = spark.createDataFrame(rows_for(D1, [10, 11]), SCHEMA).coalesce(1).withColumn("name", meddle("name"))
+    write = lambda: write_table(data, path, "native", mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}], conflict=conflict)  # noqa: E731
+    if conflict == "fail":
+        with pytest.raises(ConcurrentWriteError, match=rf"Delta write to {path}: another writer's commit conflicts with this write \(Concurrent\w+Exception\); nothing was committed"):
+            write()
+        expected = rows_for(D1, [1, 2]) + [(99, "other", D1)] + rows_for(D2, [3])  # the other writer's row stays
+        assert DeltaTable(path).version() == before + 1
+    else:
+        write()
+        expected = rows_for(D1, [10, 11]) + rows_for(D2, [3])  # written again on top: replaces the other's row too
+        assert DeltaTable(path).version() == before + 2
+    assert table_rows(path) == sorted(expected)
+    assert sorted((r.id, r.name, r.ds) for r in read_table(spark, path, "native").collect()) == sorted(expected)
+
+
+WRITER = '''
+import datetime as dt, json, os, sys, time
+from pathlib import Path
+from pyspark.sql import SparkSession, functions as F, types as T
+from jobs.tables import ConcurrentWriteError, write_table
+from tests.test_tables_concurrency import SCHEMA, rows_for
+
+spec = json.loads(sys.argv[1])
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+day = dt.date.fromisoformat(spec["day"])
+barrier = Path(spec["barrier"])
+
+@F.udf(T.StringType())
+def meet(name):
+    # inside the write, after delta-spark took its snapshot: wait for the other writer to get here
+    (barrier / spec["name"]).touch()
+    deadline = time.monotonic() + 120
+    while not all((barrier / peer).exists() for peer in spec["peers"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return name
+
+df = spark.createDataFrame(rows_for(day, spec["ids"]), SCHEMA).coalesce(1).withColumn("name", meet("name"))
+try:
+    write_table(df, spec["path"], "native", mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": day}],
+                conflict=spec["conflict"], commit_metadata={"lakescore.writer": spec["name"]})
+except ConcurrentWriteError as err:
+    print(f"ConcurrentWriteError: {err}", flush=True)
+    sys.exit(3)
+'''
+
+
+def submit_writers(tmp_path: Path, *specs: dict) -> list[subprocess.CompletedProcess]:
+    """One ``spark-submit`` per spec, all at once, each its own driver JVM with delta-spark."""
+    from pyspark import __file__ as pyspark_init
+
+    from jobs.tables.jars import submit_args
+
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    spark_submit = str(Path(pyspark_init).parent / "bin" / "spark-submit")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    procs = []
+    for spec in specs:
+        full = {"path": str(tmp_path / "t"), "barrier": str(barrier), "peers": [s["name"] for s in specs], "conflict": "fail", **spec}
+        argv = [spark_submit, "--master", "local[1]", *submit_args(), str(script), json.dumps(full)]
+        procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        out.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return out
+
+
+def test_two_spark_submits_replacing_different_partitions_both_commit(spark, native, tmp_path):
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    a, b = submit_writers(
+        tmp_path,
+        {"name": "a", "ids": [10, 11], "day": D1.isoformat()},
+        {"name": "b", "ids": [20, 21, 22], "day": D2.isoformat()},
+    )
+    assert (a.returncode, b.returncode) == (0, 0), (a.stderr[-3000:], b.stderr[-3000:])
+    assert table_rows(path) == sorted(rows_for(D1, [10, 11]) + rows_for(D2, [20, 21, 22]))
+    assert DeltaTable(path).version() == before + 2
+
+
+@pytest.mark.parametrize("conflict", ["fail", "retry"])
+def test_two_spark_submits_replacing_the_same_partition_conflict(spark, native, tmp_path, conflict):
+    path = str(tmp_path / "t")
+    base_table(spark, path)
+    before = DeltaTable(path).version()
+    a, b = submit_writers(
+        tmp_path,
+        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "conflict": conflict},
+        {"name": "b", "ids": [20, 21, 22], "day": D1.isoformat(), "conflict": conflict},
+    )
+    if conflict == "fail":
+        assert sorted((a.returncode, b.returncode)) == [0, 3], (a.stderr[-3000:], b.stderr[-3000:])
+        winner, loser = (a, b) if a.returncode == 0 else (b, a)
+        assert f"ConcurrentWriteError: Delta write to {path}: another writer's commit conflicts with this write" in loser.stdout
+        winner_ids = [10, 11] if winner is a else [20, 21, 22]
+        assert table_rows(path) == sorted(rows_for(D1, winner_ids) + rows_for(D2, [3]))  # the winner's rows, once
+        assert DeltaTable(path).version() == before + 1
+    else:
+        assert (a.returncode, b.returncode) == (0, 0), (a.stderr[-3000:], b.stderr[-3000:])
+        assert DeltaTable(path).version() == before + 2
+        last = json.loads(DeltaTable(path).history(1)[0]["userMetadata"])["lakescore.writer"]
+        assert table_rows(path) == sorted(rows_for(D1, [10, 11] if last == "a" else [20, 21, 22]) + rows_for(D2, [3]))
+        assert any("writing again on the new snapshot" in p.stderr for p in (a, b))
