@@ -96,10 +96,13 @@ def test_a_table_either_engine_writes_the_other_reads_bit_for_bit(spark, native,
     # the embedded engine's other decoder too: the Python data source (object storage's path)
     if reader == "embedded":
         assert collected(read_table(spark, path, "embedded", embedded_reader="python")) == want
-    # each partition value, null included, prunes to its own rows on the reader
-    for value in ("x/y", "50%", None):
+    # each partition value prunes to its own rows on the reader; the null partition by IS NULL
+    # (a spec's None matches nothing, as SQL's = does)
+    for value in ("x/y", "50%"):
         one = read_table(spark, path, reader, partitions=[{"p": value}])
         assert [r.id for r in one.collect()] == [NASTY.index(value)], value
+    nulls = read_table(spark, path, reader, filters=[("p", "is null", None)])
+    assert [r.id for r in nulls.collect()] == [NASTY.index(None)]
 
 
 @pytest.mark.parametrize("writer", ["embedded", "native"])
@@ -123,7 +126,7 @@ def test_delta_spark_commands_work_on_a_table_the_embedded_engine_wrote(spark, n
     # log, the OPTIMIZE at version 10, writes a checkpoint that LakeScore must then read through
     for i in range(10):
         rows = [(i * 10 + j, float(j), days[j % 2]) for j in range(4)]
-        write_table(spark.createDataFrame(rows, schema), path, "embedded", mode="append", partition_by=["ds"])
+        write_table(spark.createDataFrame(rows, schema).coalesce(1), path, "embedded", mode="append", partition_by=["ds"])
     want = collected(read_table(spark, path, "embedded"))
     detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
     assert (detail.format, detail.partitionColumns, detail.numFiles) == ("delta", ["ds"], 20)
@@ -147,4 +150,5 @@ def test_delta_spark_commands_work_on_a_table_the_embedded_engine_wrote(spark, n
     assert removed  # the compacted files and the inserted one, which the restored snapshot does not use
     assert collected(read_table(spark, path, "embedded")) == want
     assert collected(read_table(spark, path, "native")) == want
-    assert table_version(path, "embedded") == table_version(path, "native") == 12
+    # VACUUM commits twice on delta-spark 4 (VACUUM START and VACUUM END): versions 13 and 14
+    assert table_version(path, "embedded") == table_version(path, "native") == 14

@@ -204,7 +204,10 @@ def test_partition_filter_on_s3_reads_only_that_partition(spark, s3_engine):
     write_table(spark.createDataFrame(rows_for(D1, 3) + rows_for(D2, 3, 10), SCHEMA), s3_path, engine, mode="append", partition_by=["ds"])
     df = read_table(spark, s3_path, engine, partitions=[{"ds": D2}])
     assert sorted(r.id for r in df.collect()) == [10, 11, 12]
-    assert len(df.inputFiles()) == 1  # the D1 file was never planned
+    # the D1 file was never planned: delta-spark lists the files it reads; the embedded engine's
+    # Python reader (object storage's path) makes one input partition per planned file
+    planned = len(df.inputFiles()) if engine == "native" else df.rdd.getNumPartitions()
+    assert planned == 1
 
 
 def test_overwrite_of_one_s3_partition_replaces_it_and_keeps_the_other(spark, s3_engine, s3_env):

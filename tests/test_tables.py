@@ -185,11 +185,12 @@ def test_read_as_of_a_timestamp_sees_that_snapshot(spark, engine, tmp_path):
     path = str(tmp_path / "t")
     write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
     # A commit's time is its log file's modification time (the protocol's rule without in-commit
-    # timestamps, and what delta-spark and delta-rs both use), not commitInfo's own clock
+    # timestamps, and what delta-spark and delta-rs both use), not commitInfo's own clock; 20 ms
+    # after it is inside that snapshot whatever the clocks' rounding (the next commit is 200 ms on)
     committed = os.path.getmtime(os.path.join(path, "_delta_log", f"{0:020d}.json"))
-    time.sleep(0.05)
+    time.sleep(0.2)
     write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
-    as_of = dt.datetime.fromtimestamp(committed, dt.UTC).isoformat()
+    as_of = dt.datetime.fromtimestamp(committed + 0.02, dt.UTC).isoformat()
     assert sorted(r.id for r in read_table(spark, path, engine, timestamp=as_of).collect()) == [0, 1]
 
 

@@ -88,13 +88,15 @@ def _open(path: str, version: int | None = None, timestamp: str | None = None):
     if timestamp:
         moment = dt.datetime.fromisoformat(timestamp)
         moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-        table.load_as_version(moment)
         # delta-rs falls back to the earliest version for an instant before it; delta-spark refuses
-        # (DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION), and so do we: that snapshot did not exist
-        loaded = next((e for e in table.history() if e.get("version") == table.version()), None)
-        if loaded is not None and moment.timestamp() * 1000 < loaded["timestamp"]:
-            first = dt.datetime.fromtimestamp(loaded["timestamp"] / 1000, dt.UTC).isoformat()
+        # (DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION), and so do we: that snapshot did not exist.
+        # The earliest commit is read before loading: after load_as_version, delta-rs's history()
+        # numbers its entries from the latest version down, not by the loaded one.
+        earliest = min(table.history(), key=lambda e: e["version"], default=None)
+        if earliest is not None and moment.timestamp() * 1000 < earliest["timestamp"]:
+            first = dt.datetime.fromtimestamp(earliest["timestamp"] / 1000, dt.UTC).isoformat()
             raise ValueError(f"Delta table {path}: timestamp {timestamp} is before the earliest version available ({first})")
+        table.load_as_version(moment)
     return table
 
 
@@ -895,7 +897,27 @@ class DeltaWriter(DataSourceArrowWriter):
                 return False
             raise TableWriteError(f"Delta write to {self.path}: could not create the table: {err}") from err
         log.info("delta create %s: %d files committed, properties %s", self.path, len(actions), self.table_properties)
+        self._list_implicit_invariants()
         return True
+
+    def _list_implicit_invariants(self) -> None:
+        """List the ``invariants`` writer feature that the table's NOT NULL columns need.
+
+        delta-rs puts a table on writer version 7 (table features) when it needs one, such as
+        timestampNtz, without listing ``invariants`` for its NOT NULL columns (delta-io/delta-rs#2882);
+        delta-spark then refuses every read (DELTA_FEATURES_PROTOCOL_METADATA_MISMATCH). The
+        feature commit follows the create at once; until it lands, delta-spark cannot open the table.
+        """
+        from deltalake import DeltaTable, TableFeatures
+
+        if not _has_not_null(self.spark_schema):
+            return
+        table = DeltaTable(self.path)
+        protocol = table.protocol()
+        if protocol.min_writer_version < 7 or "invariants" in (protocol.writer_features or []):
+            return
+        table.alter.add_feature(TableFeatures.Invariants, allow_protocol_versions_increase=True)
+        log.info("delta %s: listed the invariants writer feature its NOT NULL columns need", self.path)
 
     def _already_committed(self, table) -> bool:
         if not (self.txn_app_id and self.txn_version is not None):
@@ -1125,6 +1147,17 @@ def _after(version: int | None) -> int:
 
 def _planned(version: int | None) -> str:
     return "a time the table did not exist" if version is None else f"version {version}"
+
+
+def _has_not_null(data_type: DataType) -> bool:
+    """Whether any field, at any depth, is NOT NULL (delta-spark reads each as an invariant)."""
+    if isinstance(data_type, StructType):
+        return any(not f.nullable or _has_not_null(f.dataType) for f in data_type.fields)
+    if isinstance(data_type, ArrayType):
+        return _has_not_null(data_type.elementType)
+    if isinstance(data_type, MapType):
+        return _has_not_null(data_type.keyType) or _has_not_null(data_type.valueType)
+    return False
 
 
 def _exists(path: str) -> bool:
