@@ -50,7 +50,7 @@ def history(spark: SparkSession, path: str, limit: int) -> list[dict[str, Any]]:
 # snapshot raises one of these (io.delta.exceptions.*), and nothing of this write is committed
 CONFLICTS = re.compile(
     r"\b(Concurrent(?:Append|DeleteRead|DeleteDelete|Transaction|Write)Exception|ProtocolChangedException|MetadataChangedException)\b"
-    r"|\[(DELTA_CONCURRENT_\w+|DELTA_PROTOCOL_CHANGED|DELTA_METADATA_CHANGED)\]"
+    r"|\[(DELTA_CONCURRENT_[\w.]+|DELTA_PROTOCOL_CHANGED[\w.]*|DELTA_METADATA_CHANGED[\w.]*)\]"
 )
 
 
@@ -64,7 +64,8 @@ def save(writer: DataFrameWriter, path: str, policy: CommitPolicy) -> None:
             writer.save(path)
             return
         except Exception as err:  # py4j and pyspark wrap delta-spark's exceptions differently
-            found = CONFLICTS.search(str(err))
+            # pyspark's captured exceptions carry the class as their own name, the error class in the text
+            found = CONFLICTS.search(f"{type(err).__name__} {err}")
             if found is None:
                 raise
             name = found.group(1) or found.group(2)
