@@ -18,7 +18,7 @@ JARS_STAMP := $(JARS)/.fetched
 # delta-spark's jars (when setup could fetch them) and the Delta SQL confs, as spark-submit options
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties" $$($(PY) -m jobs.tables.jars)
 
-.PHONY: help setup check-java demo run test lint bench package cluster-test sql notebook clean
+.PHONY: help setup check-java demo run test test-slow lint bench package cluster-test sql notebook clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,8 +60,11 @@ notebook: setup ## run the analysts' notebook over the demo tables into build/qu
 	@mkdir -p build
 	$(PY) -m jobs.notebook --conf $(CONF) --out build/quality.ipynb
 
-test: setup ## run the test suite
-	$(PY) -m pytest -q
+test: setup ## run the test suite, both Delta engines (without the slow multi-process cases: make test-slow)
+	$(PY) -m pytest -q -m "not cluster and not slow"
+
+test-slow: setup ## the cases that start their own spark-submit or job processes (minutes each)
+	$(PY) -m pytest -q -m "slow and not cluster"
 
 lint: setup ## ruff over the code
 	$(VENV)/bin/ruff check jobs transforms tests bench

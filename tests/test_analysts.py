@@ -10,7 +10,7 @@ from jobs.score import main
 from tests.conftest import write_demo_input
 from tests.test_job import job_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture

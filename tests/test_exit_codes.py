@@ -9,7 +9,7 @@ from deltalake import DeltaTable
 from tests.conftest import REPO, write_demo_input
 from tests.test_job import job_config, run_job
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_failed_gate_exits_3_in_a_subprocess_and_publishes_no_scores(tmp_path, registry):

@@ -153,6 +153,7 @@ def test_contract_break_exits_2_naming_the_column_and_writes_no_data(tmp_path, r
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_spark_submit_runs_the_job_end_to_end(tmp_path, registry):
     write_demo_input(tmp_path / "customers", days=1, rows_per_day=200)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
