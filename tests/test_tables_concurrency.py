@@ -113,7 +113,9 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
         done.set()
         watcher.join()
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    assert len({f for f in seen - files if f.startswith("ds=2024-06-01/")}) >= 2  # it was mid-write
+    # it was mid-write: the failed task's files were seen on disk (a 5 ms watcher can miss a file
+    # rolled and removed in between on a loaded machine, so one is enough to prove it)
+    assert {f for f in seen - files if f.startswith("ds=2024-06-01/")}
     assert parquet_on_disk(path) == files  # neither the failed task's files nor the finished task's
     assert table_rows(path) == rows
     assert read_table(spark, path, "embedded").count() == len(rows)
