@@ -152,3 +152,20 @@ def test_delta_spark_commands_work_on_a_table_the_embedded_engine_wrote(spark, n
     assert collected(read_table(spark, path, "native")) == want
     # VACUUM commits twice on delta-spark 4 (VACUUM START and VACUUM END): versions 13 and 14
     assert table_version(path, "embedded") == table_version(path, "native") == 14
+
+
+def test_an_embedded_write_lists_the_invariants_feature_a_crash_left_out(spark, native, tmp_path):
+    # delta-rs's own create leaves out the invariants writer feature on writer 7 with NOT NULL
+    # columns (delta-io/delta-rs#2882): what a crash between our create and its feature commit leaves
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    path = str(tmp_path / "t")
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("ntz", pa.timestamp("us"))])
+    write_deltalake(path, pa.table({"id": [1], "ntz": [TS]}, schema=schema))
+    protocol = DeltaTable(path).protocol()
+    assert protocol.min_writer_version == 7 and "invariants" not in (protocol.writer_features or [])
+    spark_schema = T.StructType([T.StructField("id", T.LongType(), False), T.StructField("ntz", T.TimestampNTZType())])
+    write_table(spark.createDataFrame([(2, TS)], spark_schema), path, "embedded", mode="append")
+    assert "invariants" in DeltaTable(path).protocol().writer_features
+    assert sorted(r.id for r in read_table(spark, path, "native").collect()) == [1, 2]

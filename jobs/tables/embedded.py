@@ -18,6 +18,7 @@ import logging
 import math
 import operator
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -90,14 +91,40 @@ def _open(path: str, version: int | None = None, timestamp: str | None = None):
         moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
         # delta-rs falls back to the earliest version for an instant before it; delta-spark refuses
         # (DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION), and so do we: that snapshot did not exist.
-        # The earliest commit is read before loading: after load_as_version, delta-rs's history()
-        # numbers its entries from the latest version down, not by the loaded one.
-        earliest = min(table.history(), key=lambda e: e["version"], default=None)
-        if earliest is not None and moment.timestamp() * 1000 < earliest["timestamp"]:
-            first = dt.datetime.fromtimestamp(earliest["timestamp"] / 1000, dt.UTC).isoformat()
+        earliest = _earliest_commit_ms(path)
+        if earliest is not None and moment.timestamp() * 1000 < earliest:
+            first = dt.datetime.fromtimestamp(earliest / 1000, dt.UTC).isoformat()
             raise ValueError(f"Delta table {path}: timestamp {timestamp} is before the earliest version available ({first})")
         table.load_as_version(moment)
     return table
+
+
+_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+
+
+def _earliest_commit_ms(path: str) -> int | None:
+    """When the oldest commit still in the log was made (epoch ms), from that one commit file.
+
+    Its commitInfo carries the time (inCommitTimestamp when the table has them, as delta-spark
+    prefers); a commit without one falls back to the file's modification time, as delta-spark does.
+    Only the listing and one small file are read, not the whole history.
+    """
+    import pyarrow.fs as pafs
+
+    fs, root = _table_filesystem(path)
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/_delta_log", allow_not_found=True))
+    commits = [i for i in infos if i.is_file and _COMMIT_FILE.match(i.base_name)]
+    if not commits:
+        return None
+    oldest = min(commits, key=lambda i: i.base_name)
+    with fs.open_input_stream(oldest.path) as stream:
+        for line in stream.read().decode().splitlines():
+            info = json.loads(line).get("commitInfo") if line.strip() else None
+            if info:
+                stamp = info.get("inCommitTimestamp", info.get("timestamp"))
+                if stamp is not None:
+                    return int(stamp)
+    return int(oldest.mtime.timestamp() * 1000) if oldest.mtime else None
 
 
 def spark_schema(table) -> StructType:
@@ -812,6 +839,8 @@ class DeltaWriter(DataSourceArrowWriter):
             if self._already_committed(table):
                 self.abort(messages)
                 return
+            if self._list_implicit_invariants(table):
+                continue  # its own commit: check again on top of it
             existing = table.metadata().partition_columns
             if list(existing) != list(self.partition_by):
                 raise ValueError(
@@ -897,27 +926,28 @@ class DeltaWriter(DataSourceArrowWriter):
                 return False
             raise TableWriteError(f"Delta write to {self.path}: could not create the table: {err}") from err
         log.info("delta create %s: %d files committed, properties %s", self.path, len(actions), self.table_properties)
-        self._list_implicit_invariants()
+        self._list_implicit_invariants(_open(self.path))
         return True
 
-    def _list_implicit_invariants(self) -> None:
+    def _list_implicit_invariants(self, table) -> bool:
         """List the ``invariants`` writer feature that the table's NOT NULL columns need.
 
         delta-rs puts a table on writer version 7 (table features) when it needs one, such as
         timestampNtz, without listing ``invariants`` for its NOT NULL columns (delta-io/delta-rs#2882);
         delta-spark then refuses every read (DELTA_FEATURES_PROTOCOL_METADATA_MISMATCH). The
-        feature commit follows the create at once; until it lands, delta-spark cannot open the table.
+        feature commit follows the create at once; every later write checks again, so a crash
+        between the two is repaired by the next write. True when it committed the feature.
         """
-        from deltalake import DeltaTable, TableFeatures
+        from deltalake import TableFeatures
 
-        if not _has_not_null(self.spark_schema):
-            return
-        table = DeltaTable(self.path)
+        if not _has_not_null(spark_schema(table)):
+            return False
         protocol = table.protocol()
         if protocol.min_writer_version < 7 or "invariants" in (protocol.writer_features or []):
-            return
+            return False
         table.alter.add_feature(TableFeatures.Invariants, allow_protocol_versions_increase=True)
         log.info("delta %s: listed the invariants writer feature its NOT NULL columns need", self.path)
+        return True
 
     def _already_committed(self, table) -> bool:
         if not (self.txn_app_id and self.txn_version is not None):
