@@ -1,4 +1,4 @@
-"""Delta table I/O behind one interface, with two engines (see DESIGN.md).
+"""Delta table I/O behind one interface, with two engines (see docs/DESIGN.md).
 
 ``native`` is delta-spark's ``format("delta")``; ``embedded`` is our Python Data Source over
 delta-rs, whose reads decode the files delta-rs planned with Spark's own Parquet reader where that
@@ -21,18 +21,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from jobs.tables import native
-from jobs.tables.embedded import (
-    FORMAT,
-    CommitPolicy,
-    ConcurrentWriteError,
-    DeltaDataSource,
-    SchemaMismatchError,
-    TableWriteError,
-    UnsupportedFeatureError,
-    expired_end_markers,
-    partition_string,
-    refuse_schema_mismatch,
-)
+from jobs.tables.embedded.commit import CommitPolicy, expired_end_markers
+from jobs.tables.embedded.errors import ConcurrentWriteError, SchemaMismatchError, TableWriteError, UnsupportedFeatureError
+from jobs.tables.embedded.schema import refuse_schema_mismatch
+from jobs.tables.embedded.snapshot import check_readable, open_table, partition_string, spark_schema
+from jobs.tables.embedded.source import FORMAT, DeltaDataSource
 from jobs.tables.reading import (
     FilterTuple,
     check_filter_types,
@@ -44,12 +37,12 @@ from jobs.tables.reading import (
 )
 
 __all__ = [
+    "WRITE_TOKEN",
     "CommitPolicy",
     "ConcurrentWriteError",
     "SchemaMismatchError",
     "TableWriteError",
     "UnsupportedFeatureError",
-    "WRITE_TOKEN",
     "WriteResult",
     "commit_metadata",
     "committed_version",
@@ -77,7 +70,10 @@ def native_available(spark: SparkSession) -> bool:
     try:
         # Spark's own lookup (the context class loader, which holds --jars / spark.jars): a bare
         # Class.forName through py4j sees only the JVM's launch classpath and never finds them
-        spark._jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)  # noqa: SLF001
+        jvm = spark._jvm
+        if jvm is None:  # no JVM gateway: no delta-spark either
+            return False
+        jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)
         return True
     except Exception:  # py4j raises a generic error for ClassNotFoundException
         return False
@@ -125,10 +121,8 @@ def table_schema(path: str, version: int | None = None, engine: str = "embedded"
     file is planned or read."""
     if engine == "native":
         return native.schema(_session(), path, version)
-    from jobs.tables.embedded import _check_readable, _open, spark_schema
-
-    table = _open(path, version)
-    _check_readable(table, path)  # a feature the embedded engine cannot honour is refused up front
+    table = open_table(path, version)
+    check_readable(table, path)  # a feature the embedded engine cannot honour is refused up front
     return spark_schema(table)
 
 
@@ -199,6 +193,7 @@ def read_table(
 
 def _replace_where_sql(specs: Sequence[PartitionSpec]) -> str:
     """delta-spark only takes replaceWhere as SQL; values are typed and quoted, never raw input."""
+
     def literal(v: Any) -> str:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return repr(v)
@@ -358,11 +353,13 @@ def _lakescore_error(err: Exception) -> Exception:
             marker = f"{cls.__name__}: "
             at = text.rfind(marker)
         if at >= 0:
-            return cls(text[at + len(marker):].splitlines()[0].strip())
+            return cls(text[at + len(marker) :].splitlines()[0].strip())
     return err
 
 
-def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = True, allow_short_retention: bool = False) -> list[str]:
+def vacuum(
+    path: str, *, retention_hours: int | None = None, dry_run: bool = True, allow_short_retention: bool = False
+) -> list[str]:
     """Delete files under the table that its log no longer needs, or list them (``dry_run``, the default).
 
     That is files removed from the table more than ``retention_hours`` ago, and files the log never
@@ -393,6 +390,8 @@ def vacuum(path: str, *, retention_hours: int | None = None, dry_run: bool = Tru
         full=True,
     )
     # delta-rs has checked the retention by now; markers only need to outlive a straggling task
-    files += expired_end_markers(path, DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours, delete=not dry_run)
+    files += expired_end_markers(
+        path, DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours, delete=not dry_run
+    )
     log.info("vacuum %s (retention %s h, dry_run=%s): %d file(s)", path, retention_hours, dry_run, len(files))
     return sorted(files)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, cast
 
-from pyspark.sql import DataFrameWriter, SparkSession
+from pyspark.sql import DataFrameWriter, Row, SparkSession
 from pyspark.sql.types import StructType
 
-from jobs.tables.embedded import CommitPolicy, ConcurrentWriteError
+from jobs.tables.embedded.commit import CommitPolicy
+from jobs.tables.embedded.errors import ConcurrentWriteError
 
 log = logging.getLogger("lakescore.tables")
 
@@ -28,7 +29,8 @@ def exists(spark: SparkSession, path: str) -> bool:
 def version(spark: SparkSession, path: str) -> int:
     from delta.tables import DeltaTable
 
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    # a Delta table's history holds at least the commit that created it
+    return int(cast(Row, DeltaTable.forPath(spark, path).history(1).select("version").first())[0])
 
 
 def schema(spark: SparkSession, path: str, at: int | None = None) -> StructType:
@@ -73,4 +75,10 @@ def save(writer: DataFrameWriter, path: str, policy: CommitPolicy) -> None:
                 raise ConcurrentWriteError(
                     f"Delta write to {path}: another writer's commit conflicts with this write ({name}); nothing was committed"
                 ) from err
-            log.warning("delta write %s: %s, a concurrent commit; writing again on the new snapshot (%d of %d)", path, name, attempt + 1, policy.max_retries)
+            log.warning(
+                "delta write %s: %s, a concurrent commit; writing again on the new snapshot (%d of %d)",
+                path,
+                name,
+                attempt + 1,
+                policy.max_retries,
+            )

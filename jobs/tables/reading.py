@@ -1,16 +1,6 @@
 """How the embedded engine reads: delta-rs plans the files, Spark's own Parquet reader reads them
-wherever it provably returns the same rows, and the Python data source reads them elsewhere.
-
-delta-rs replays the log, refuses reader features it cannot honor, and prunes the snapshot's files
-by partition values and by their min/max/null statistics (``plan_files``). A Delta table's data
-files are plain Parquet, so for a table on a filesystem the JVM reaches, Spark's vectorized Parquet
-reader decodes the planned files: it skips the hop through a Python worker and Arrow, which costs
-more than the decoding itself. It is used only where every planned file sits in the Hive-style
-directory (``ds=2024-06-01/part-...``) that spells exactly the partition values the log gives it,
-and the partition columns are of types whose path form Spark parses the same in any time zone;
-the log stays the source of truth. Object storage, timestamp or floating partition columns and
-files outside that layout go through the Python data source (``lakescore_delta``), which builds
-partition columns from the log itself.
+wherever it provably returns the same rows, and the Python data source reads them elsewhere
+(see docs/DESIGN.md#two-readers-and-when-each-is-used).
 """
 
 from __future__ import annotations
@@ -57,16 +47,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.tables.embedded import (
-    FORMAT,
-    FileSlice,
-    _check_readable,
-    _open,
-    classify_filters,
-    partition_string,
-    plan_files,
-    spark_schema,
-)
+from jobs.tables.embedded.pruning import FileSlice, classify_filters, plan_files
+from jobs.tables.embedded.snapshot import check_readable, open_table, partition_string, spark_schema
+from jobs.tables.embedded.source import FORMAT
 
 log = logging.getLogger("lakescore.delta")
 
@@ -122,8 +105,11 @@ def check_filter_types(filters: Sequence[FilterTuple], schema: StructType, path:
             raise ValueError(f"filter on {path}: column {column!r} is {kind.simpleString()}; filter it with .where")
         values = [] if op in ("is null", "is not null") else list(value) if op in ("in", "not in") else [value]
         for v in values:
-            if v is not None and (not isinstance(v, wanted) or (isinstance(v, bool) and bool not in wanted)
-                                  or (isinstance(v, dt.datetime) and dt.datetime not in wanted)):
+            if v is not None and (
+                not isinstance(v, wanted)
+                or (isinstance(v, bool) and bool not in wanted)
+                or (isinstance(v, dt.datetime) and dt.datetime not in wanted)
+            ):
                 raise ValueError(
                     f"filter on {path}: ({column} {op} {value!r}) compares {kind.simpleString()} column {column!r} "
                     f"with a {type(v).__name__}; give a {' or '.join(t.__name__ for t in wanted)}"
@@ -132,6 +118,7 @@ def check_filter_types(filters: Sequence[FilterTuple], schema: StructType, path:
 
 def filter_column(filters: Sequence[FilterTuple]) -> Column:
     """The filters as one Spark condition (AND), with SQL's semantics."""
+
     def one(column: str, op: str, value: Any) -> Column:
         c = F.col(quoted(column))
         return {
@@ -152,6 +139,7 @@ def filter_column(filters: Sequence[FilterTuple]) -> Column:
 
 def data_source_filters(filters: Sequence[FilterTuple]) -> list[Filter]:
     """The filters as the Filter objects Spark pushes into a Python data source, for the planner."""
+
     def one(column: str, op: str, value: Any) -> Filter:
         attribute = (column,)
         simple = {"=": EqualTo, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
@@ -219,6 +207,7 @@ def _spec_filters(partitions: Sequence[Mapping[str, Any]] | None) -> list[Filter
 
 def partition_predicate(specs: Sequence[Mapping[str, Any]]) -> Column:
     """``(ds = v1) OR (ds = v2)`` as a Column: typed literals, never SQL text built from input."""
+
     def one(spec: Mapping[str, Any]) -> Column:
         return reduce(lambda a, b: a & b, [F.col(quoted(c)) == F.lit(v) for c, v in spec.items()])
 
@@ -238,21 +227,24 @@ def _read_with_spark_parquet(
     where that reader could return different rows than the log describes."""
     root = _local_root(path)
     if root is None:
-        refusal = "the table is not on a filesystem this reader reaches (object storage goes through the Python reader)"
-        return _not_by_spark(path, refusal, required)
-    table = _open(path, version, timestamp)
-    _check_readable(table, path)
+        reason = "the table is not on a filesystem this reader reaches (object storage goes through the Python reader)"
+        _not_by_spark(path, reason, required)
+        return None
+    table = open_table(path, version, timestamp)
+    check_readable(table, path)
     schema = spark_schema(table)
     pcols = list(table.metadata().partition_columns)
     check_filter_types([*filters, *_spec_filters(partitions)], schema, path)
     refusal = _root_refusal(root) or _schema_refusal(schema, pcols)
     if refusal is not None:
-        return _not_by_spark(path, refusal, required)
+        _not_by_spark(path, refusal, required)
+        return None
     by_partition, by_stats, _ = classify_filters(data_source_filters(filters), schema, pcols)
     files = plan_files(table, path, by_partition, by_stats, partitions)
     refusal = next((r for r in (_layout_refusal(f, pcols) for f in files) if r), None)
     if refusal is not None:
-        return _not_by_spark(path, refusal, required)
+        _not_by_spark(path, refusal, required)
+        return None
     if not files:
         return spark.createDataFrame([], schema)
     uris = [_file_uri(os.path.join(root, unquote(f.path))) for f in files]
@@ -276,13 +268,9 @@ def _not_by_spark(path: str, refusal: str, required: bool) -> None:
 
 
 def unpushable(field: StructField) -> Column:
-    """The column, with floating ones behind ``nanvl(x, x)`` (which is ``x``, NaN and -0.0 included).
-
-    Spark would push a comparison on a bare floating column into Parquet's row-group statistics,
-    and pyarrow (our writer, delta-rs) writes min/max without the NaNs, which compare above every
-    number in Spark: ``x > 1000`` would skip a row group holding NaN rows. An expression over the
-    column is not pushed, so Spark evaluates such filters on the rows themselves.
-    """
+    """The column, with floating ones behind ``nanvl(x, x)`` (which is ``x``, NaN and -0.0 included),
+    an expression Spark does not push into Parquet's statistics, which omit NaN
+    (see docs/DESIGN.md#floating-columns-and-nan)."""
     column = F.col(quoted(field.name))
     if isinstance(field.dataType, (FloatType, DoubleType)):
         return F.nanvl(column, column).alias(field.name)
@@ -292,9 +280,9 @@ def unpushable(field: StructField) -> Column:
 def _local_root(path: str) -> str | None:
     """The table's absolute local path, or None for object storage and other remote schemes."""
     if path.startswith("file://"):
-        return unquote(path[len("file://"):])
+        return unquote(path[len("file://") :])
     if path.startswith("file:"):
-        return unquote(path[len("file:"):])
+        return unquote(path[len("file:") :])
     return None if "://" in path else os.path.abspath(path)
 
 
@@ -318,7 +306,7 @@ def _schema_refusal(schema: StructType, pcols: Sequence[str]) -> str | None:
     for field in schema.fields:
         if isinstance(field.dataType, StructType) and _has_floating_field(field.dataType):
             # Spark pushes comparisons on struct fields into Parquet too, where NaN is not in
-            # min/max (see _unpushable); a struct cannot be put behind an expression field by field
+            # min/max (see unpushable); a struct cannot be put behind an expression field by field
             return f"column {field.name!r} has a floating field inside a struct, whose Parquet statistics omit NaN"
     for name in pcols:
         kind = schema[name].dataType
