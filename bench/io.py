@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("bench: delta-spark's jars are not on the classpath (make setup): the native engine is not measured")
             methods: list[tuple[str, str, Callable[[], object]]] = [
                 ("write", "embedded", lambda: write_table(df, delta_path, "embedded", mode="overwrite", partition_by=["ds"])),
-                *([("write", "native", lambda: write_table(df, native_path, "native", mode="overwrite", partition_by=["ds"]))] if native else []),
+                *(
+                    [("write", "native", lambda: write_table(df, native_path, "native", mode="overwrite", partition_by=["ds"]))]
+                    if native
+                    else []
+                ),
                 ("write", "spark parquet", lambda: df.write.mode("overwrite").partitionBy("ds").parquet(parquet_path)),
                 ("read", "embedded", lambda: noop(read_table(spark, delta_path, "embedded"))),
                 *([("read", "native", lambda: noop(read_table(spark, native_path, "native")))] if native else []),

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         model.predict(pdf[FEATURES])
         single_thread, single_thread_cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
-    with spark_session(SparkConfig(master=args.master, app_name="lakescore-bench", conf=(("spark.driver.memory", "6g"),))) as spark:
+    with spark_session(
+        SparkConfig(master=args.master, app_name="lakescore-bench", conf=(("spark.driver.memory", "6g"),))
+    ) as spark:
         cores = spark.sparkContext.defaultParallelism
         df = spark.createDataFrame(pdf).repartition(cores).cache()
         df.count()
@@ -81,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         udf = mlflow.pyfunc.spark_udf(spark, model_dir, result_type="probability double, label long", env_manager="local")
 
         def theirs_struct(frame):
-            return frame.select("customer_id", udf(F.struct(*[F.col(c) for c in FEATURES])).alias("p")).select("customer_id", "p.*")
+            return frame.select("customer_id", udf(F.struct(*[F.col(c) for c in FEATURES])).alias("p")).select(
+                "customer_id", "p.*"
+            )
 
         def theirs_columns(frame):
             return frame.select("customer_id", udf(*[F.col(c) for c in FEATURES]).alias("p")).select("customer_id", "p.*")
@@ -93,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
                 for b in batches:
                     n = b.num_rows
                     yield pa.RecordBatch.from_arrays(
-                        [b.column(0), pa.array(np.zeros(n)), pa.array(np.zeros(n, dtype="int64"))], names=["customer_id", *OUTPUTS.fieldNames()]
+                        [b.column(0), pa.array(np.zeros(n)), pa.array(np.zeros(n, dtype="int64"))],
+                        names=["customer_id", *OUTPUTS.fieldNames()],
                     )
 
-            return frame.select("customer_id", *FEATURES).mapInArrow(constant, T.StructType([frame.schema["customer_id"], *OUTPUTS.fields]))
+            return frame.select("customer_id", *FEATURES).mapInArrow(
+                constant, T.StructType([frame.schema["customer_id"], *OUTPUTS.fields])
+            )
 
         methods = (
             ("lakescore mapInArrow", ours, args.batch_size),
@@ -113,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                 spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch))
                 noop(fn(warm))  # start workers and load the model, as any first batch would
                 timings[name].append(timed(lambda fn=fn: noop(fn(df))))
-        results = [(name, min(w for w, _ in ts), min((c for _, c in ts if c is not None), default=None)) for name, ts in timings.items()]
+        results = [
+            (name, min(w for w, _ in ts), min((c for _, c in ts if c is not None), default=None)) for name, ts in timings.items()
+        ]
 
     best_udf = min(w for n, w, _ in results if "spark_udf" in n)
-    print(f"\nscoring benchmark: {args.rows:,} rows, {args.master}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
+    print(
+        f"\nscoring benchmark: {args.rows:,} rows, {args.master}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}"
+    )
     print(f"{'method':<40}{'seconds':>10}{'rows/s':>14}{'vs best spark_udf':>20}{'CPU seconds':>14}")
     singles = [("pyfunc.predict, one process", single, None), ("pyfunc.predict, one thread", single_thread, single_thread_cpu)]
     for name, secs, cpu in [*results, *singles]:
@@ -124,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<40}{secs:>10.2f}{args.rows / secs:>14,.0f}{best_udf / secs:>19.2f}x{cpu_text}")
     ours_rate = args.rows / results[0][1]
     ceiling = cores * args.rows / single_thread
-    print(f"\nceiling ({cores} workers x one-thread predict): {ceiling:,.0f} rows/s; LakeScore reaches {ours_rate / ceiling:.0%} of it")
+    print(
+        f"\nceiling ({cores} workers x one-thread predict): {ceiling:,.0f} rows/s; LakeScore reaches {ours_rate / ceiling:.0%} of it"
+    )
     trip_cpu = results[1][2]
     if trip_cpu is not None:
         # any Spark stage pays the round trip and the model's own predict, on the same cores

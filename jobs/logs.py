@@ -21,7 +21,7 @@ class _Json(logging.Formatter):
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
-            "run_id": record.run_id,
+            "run_id": record.run_id,  # type: ignore[attr-defined]  # set by _RunId, the handler's filter
             "message": record.getMessage(),
         }
         if record.exc_info:

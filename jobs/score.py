@@ -16,11 +16,12 @@ import sys
 
 from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
-from jobs.models import ModelError, peek_version
-from jobs.partitions import PartitionError
-from jobs.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunResult, run
-from jobs.selection import Selection, describe, select
+from jobs.model.resolve import ModelError, peek_version
+from jobs.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunResult, run
+from jobs.run.partition_spec import PartitionError
+from jobs.run.selection import Selection, describe, select
 from jobs.session import spark_session
+from jobs.tables import table_exists
 
 log = logging.getLogger("lakescore.score")
 
@@ -29,11 +30,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lakescore-score", description=__doc__.split("\n")[0])
     p.add_argument("--conf", required=True, help="job config YAML, e.g. conf/jobs/churn.yaml")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--partition", action="append", metavar="COL=VALUE[,COL=VALUE]", help="input partition to score (repeatable)")
+    which.add_argument(
+        "--partition", action="append", metavar="COL=VALUE[,COL=VALUE]", help="input partition to score (repeatable)"
+    )
     which.add_argument("--from", dest="start", metavar="VALUE", help="backfill: first partition value (inclusive)")
     which.add_argument("--since-last-run", action="store_true", help="score partitions that are new or changed since last scored")
     which.add_argument("--replay", metavar="RUN_ID", help="re-run an earlier run into scratch tables and compare its scores")
-    p.add_argument("--replay-into", metavar="PATH", help="with --replay: where the scratch tables go (default: beside the scored table)")
+    p.add_argument(
+        "--replay-into", metavar="PATH", help="with --replay: where the scratch tables go (default: beside the scored table)"
+    )
     p.add_argument("--to", dest="end", metavar="VALUE", help="backfill: last partition value (inclusive; default: the newest)")
     p.add_argument("--force", action="store_true", help="with --from/--to: rescore partitions already scored")
     p.add_argument("--dry-run", action="store_true", help="print the plan (partitions, files, model version) and write nothing")
@@ -73,9 +78,7 @@ def selection_model_version(cfg: JobConfig) -> str | None:
 
 def _select(cfg: JobConfig, args: argparse.Namespace) -> Selection:
     """The run's partitions, settled from Delta logs before Spark starts."""
-    from deltalake import DeltaTable
-
-    if not DeltaTable.is_deltatable(cfg.input.path):
+    if not table_exists(cfg.input.path):
         raise PartitionError(f"input table {cfg.input.path} does not exist or is not a Delta table")
     ranged = bool(args.start)
     return select(
@@ -94,7 +97,7 @@ def _select(cfg: JobConfig, args: argparse.Namespace) -> Selection:
 
 def replay(cfg: JobConfig, run_id: str, into: str | None) -> int:
     """Exit 0 when the replay reproduces the published scores, 1 when it does not, 2 when it cannot run."""
-    from jobs import replay as rp
+    from jobs.run import replay as rp
 
     try:
         original = rp.find_run(cfg.output.runs, run_id)
@@ -103,14 +106,23 @@ def replay(cfg: JobConfig, run_id: str, into: str | None) -> int:
     except rp.ReplayError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    log.info("replaying run %s: %s at input version %d with %s into %s", run_id, list(original.partitions), original.input_version, original.model_resolved_uri, scratch)
+    log.info(
+        "replaying run %s: %s at input version %d with %s into %s",
+        run_id,
+        list(original.partitions),
+        original.input_version,
+        original.model_resolved_uri,
+        scratch,
+    )
     with spark_session(cfg.spark) as spark:
         result = run(spark, rcfg, partitions=list(original.partitions), input_version=original.input_version)
         print(summary(result), flush=True)
         if result.exit_code != EXIT_OK:
             return result.exit_code
         join_on = list(dict.fromkeys([*cfg.keys, *cfg.input.partition_by]))
-        comparison = rp.compare(spark, result.record.engine or "embedded", original, cfg.output.scored, rcfg.output.scored, join_on)
+        comparison = rp.compare(
+            spark, result.record.engine or "embedded", original, cfg.output.scored, rcfg.output.scored, join_on
+        )
     print(comparison.describe(run_id, 1e-9), flush=True)
     return EXIT_OK if comparison.matches else EXIT_FAILED
 
@@ -135,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         for label, why in selection.skipped:
             log.info("skipping %s: %s", label, why)
         if args.dry_run:
-            print(describe(selection, cfg.model.uri + (f" (version {selection_model_version(cfg)})" if cfg.model.uri.startswith("models:/") else "")))
+            print(
+                describe(
+                    selection,
+                    cfg.model.uri
+                    + (f" (version {selection_model_version(cfg)})" if cfg.model.uri.startswith("models:/") else ""),
+                )
+            )
             return EXIT_OK
         if not selection.partitions:
             print(f"nothing to score: {len(selection.skipped)} partition(s) already up to date", flush=True)

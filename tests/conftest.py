@@ -1,12 +1,11 @@
-"""One SparkSession for the whole suite, a tiny demo model in a throwaway MLflow registry, and helpers."""
+"""One SparkSession for the whole suite, a tiny demo model in a throwaway MLflow registry, and the
+fixtures more than one test module uses (plain helpers are in tests/helpers.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ time.tzset()
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-REPO = Path(__file__).resolve().parents[1]
 ENGINES = ["embedded", "native"]
 
 
@@ -59,23 +57,11 @@ def native_engine_conf() -> dict[str, str]:
         raise pytest.UsageError(str(err)) from err
 
 
-def require_native(spark) -> None:
-    """Skip a native-engine test where delta-spark's jars are absent (a machine that could not reach
-    Maven Central), saying so; with LAKESCORE_REQUIRE_NATIVE=1 (CI) fail it instead, so a
-    submission can never pass with the native half unrun."""
-    from jobs.tables import native_available
-
-    if native_available(spark):
-        return
-    why = "delta-spark's jars are not on the classpath: run make setup (see README: Delta engines)"
-    if os.environ.get("LAKESCORE_REQUIRE_NATIVE") == "1":
-        pytest.fail(why + "; LAKESCORE_REQUIRE_NATIVE=1 forbids skipping the native engine")
-    pytest.skip(why)
-
-
 @pytest.fixture(params=ENGINES)
 def engine(request, spark):
-    """Each engine in turn (see require_native for the native half)."""
+    """Each engine in turn (see tests.helpers.require_native for the native half)."""
+    from tests.helpers import require_native
+
     if request.param == "native":
         require_native(spark)
     return request.param
@@ -85,6 +71,8 @@ def engine(request, spark):
 def native(spark):
     """For tests that need delta-spark itself (to write tables with its features, or to check the
     embedded engine against it)."""
+    from tests.helpers import require_native
+
     require_native(spark)
     return "native"
 
@@ -111,15 +99,15 @@ def model_dir(registry):
     """The demo model's files, downloaded once: what the scoring transform loads."""
     import mlflow
 
-    return mlflow.artifacts.download_artifacts(f"models:/{registry['name']}/{registry['version']}", dst_path=str(registry["home"] / "dl"))
+    return mlflow.artifacts.download_artifacts(
+        f"models:/{registry['name']}/{registry['version']}", dst_path=str(registry["home"] / "dl")
+    )
 
 
-def write_demo_input(path: Path, days: int, rows_per_day: int, start: dt.date = dt.date(2024, 6, 1), bad_fraction: float = 0.05):
-    """The demo input (delta-rs writes it, as another system would) and the pandas frame it came from."""
-    from deltalake import write_deltalake
+@pytest.fixture
+def demo(tmp_path, registry, spark):
+    """Two days of demo input, 400 rows each, and the job's config over it: (tmp_path, conf, source)."""
+    from tests.helpers import job_config, write_demo_input
 
-    from jobs.demo.data import input_table
-
-    table = input_table(days, rows_per_day, start, bad_fraction=bad_fraction)
-    write_deltalake(str(path), table, mode="overwrite", partition_by=["ds"])
-    return table.to_pandas()
+    source = write_demo_input(tmp_path / "customers", days=2, rows_per_day=400)
+    return tmp_path, job_config(tmp_path, registry), source

@@ -4,11 +4,9 @@ command line sees the same tables."""
 from __future__ import annotations
 
 import pytest
-from deltalake import DeltaTable
 
 from jobs.score import main
-from tests.conftest import write_demo_input
-from tests.test_job import job_config
+from tests.helpers import delta, job_config, write_demo_input
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,12 +24,12 @@ def _outputs(cell) -> str:
 
 
 def test_notebook_executes_and_shows_scores_and_drift_per_partition(two_days):
-    from jobs.notebook import execute
+    from jobs.tools.notebook import execute
 
     tmp_path, conf = two_days
     nb = execute(conf)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    scored = DeltaTable(str(tmp_path / "scored")).to_pandas()
+    scored = delta(tmp_path / "scored")
     scores_cell = next(c for c in code if "mean_probability" in c.source)
     text = _outputs(scores_cell)
     assert "2024-06-01" in text and "2024-06-02" in text
@@ -43,11 +41,11 @@ def test_notebook_executes_and_shows_scores_and_drift_per_partition(two_days):
 
 
 def test_sql_command_queries_the_job_tables(two_days, capsys):
-    from jobs.sql import main as sql
+    from jobs.tools.sql import main as sql
 
     tmp_path, conf = two_days
     assert sql(["--conf", conf, "--csv", "select ds, count(*) as n from scored group by ds order by ds"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    expected = DeltaTable(str(tmp_path / "scored")).to_pandas().groupby("ds").size()
+    expected = delta(tmp_path / "scored").groupby("ds").size()
     assert lines == ["ds,n", *[f"{ds},{n}" for ds, n in expected.items()]]
     assert sql(["--conf", conf, "select * from no_such_table"]) == 2

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from deltalake import DeltaTable
 
 from jobs.score import main
-from tests.conftest import write_demo_input
-from tests.test_job import job_config
+from tests.helpers import delta, job_config, write_demo_input
 
 pytestmark = pytest.mark.e2e
 
@@ -28,19 +26,33 @@ def test_bad_range_exits_2_before_spark_and_writes_nothing(tmp_path, registry):
     assert not (tmp_path / "runs").exists()
 
 
-def test_backfill_resumes_skipping_partitions_already_scored_with_this_model(tmp_path, registry, spark):
+@pytest.fixture(scope="module")
+def resumed_backfill(tmp_path_factory, registry, spark):
+    """Three days of input, a backfill "interrupted" after two, then restarted over the whole range:
+    (tmp_path, conf, source, the two runs' exit codes)."""
+    tmp_path = tmp_path_factory.mktemp("backfill")
     source = write_demo_input(tmp_path / "customers", days=3, rows_per_day=60)
     conf = job_config(tmp_path, registry)
-    assert main(["--conf", conf, "--from", "2024-06-01", "--to", "2024-06-02"]) == 0  # "interrupted" after two days
-    assert main(["--conf", conf, "--from", "2024-06-01", "--to", "2024-06-03"]) == 0  # restarted over the whole range
+    interrupted = main(["--conf", conf, "--from", "2024-06-01", "--to", "2024-06-02"])
+    restarted = main(["--conf", conf, "--from", "2024-06-01", "--to", "2024-06-03"])
+    return tmp_path, conf, source, (interrupted, restarted)
 
-    runs = DeltaTable(str(tmp_path / "runs")).to_pandas().sort_values("started_at")
+
+def test_backfill_resumes_skipping_partitions_already_scored_with_this_model(resumed_backfill):
+    tmp_path, _, source, (interrupted, restarted) = resumed_backfill
+    assert interrupted == 0  # "interrupted" after two days
+    assert restarted == 0  # restarted over the whole range
+
+    runs = delta(tmp_path / "runs").sort_values("started_at")
     assert [list(p) for p in runs["partitions"]] == [["ds=2024-06-01", "ds=2024-06-02"], ["ds=2024-06-03"]]
-    scored = DeltaTable(str(tmp_path / "scored")).to_pandas()
-    quarantined = DeltaTable(str(tmp_path / "quarantine")).to_pandas()
+    scored = delta(tmp_path / "scored")
+    quarantined = delta(tmp_path / "quarantine")
     assert len(scored) + len(quarantined) == len(source)  # every day once, none twice
     assert not scored.duplicated(["customer_id", "ds"]).any()
 
+
+def test_since_last_run_after_a_complete_backfill_starts_no_run(resumed_backfill):
+    tmp_path, conf, _, _ = resumed_backfill
     # nothing new or changed: --since-last-run has nothing to do and starts no run
     assert main(["--conf", conf, "--since-last-run"]) == 0
-    assert len(DeltaTable(str(tmp_path / "runs")).to_pandas()) == 2
+    assert len(delta(tmp_path / "runs")) == 2

@@ -47,34 +47,98 @@ def test_valid_config_parses_into_typed_objects():
         ("validation.rules", [{"type": "range", "column": "t"}], "churn.yaml: validation.rules[0]: a range rule needs min"),
         ("validation.rules", [{"type": "regexx", "column": "t"}], "churn.yaml: validation.rules[0].type: unknown rule type"),
         ("preprocessing", [{"step": "cast", "column": "t", "to": "decimal"}], "churn.yaml: preprocessing[0].to: unknown type"),
-        ("preprocessing", [{"step": "clip", "column": "t", "lower": 2, "upper": 1}], "preprocessing[0].lower: lower 2.0 is greater"),
+        (
+            "preprocessing",
+            [{"step": "clip", "column": "t", "lower": 2, "upper": 1}],
+            "preprocessing[0].lower: lower 2.0 is greater",
+        ),
         ("keys", ["bad name"], "churn.yaml: keys[0]: 'bad name' is not a valid column name"),
         ("engine", "spark", "churn.yaml: engine: expected one of auto, embedded, native"),
         ("scoring", {"batch_size": 0}, "churn.yaml: scoring.batch_size: expected a positive integer"),
-        ("validation.rules", [{"type": "regex", "column": "t", "pattern": "a("}], "churn.yaml: validation.rules[0].pattern: 'a(' is not a valid"),
+        (
+            "validation.rules",
+            [{"type": "regex", "column": "t", "pattern": "a("}],
+            "churn.yaml: validation.rules[0].pattern: 'a(' is not a valid",
+        ),
         ("validation.rules", [{"type": "regex", "column": "t"}], "churn.yaml: validation.rules[0].pattern: is required"),
         ("validation.rules", [{"type": "unique", "column": "t"}], "churn.yaml: validation.rules[0].column: unknown key"),
-        ("validation.rules", [{"type": "unique", "columns": []}], "churn.yaml: validation.rules[0].columns: expected at least one"),
-        ("validation.rules", [{"type": "unique", "columns": ["a", "a"]}], "churn.yaml: validation.rules[0].columns: columns repeat"),
-        ("validation.rules", [{"type": "range", "column": "t", "min": 0, "allow_nan": "yes"}], "rules[0].allow_nan: expected true or false"),
+        (
+            "validation.rules",
+            [{"type": "unique", "columns": []}],
+            "churn.yaml: validation.rules[0].columns: expected at least one",
+        ),
+        (
+            "validation.rules",
+            [{"type": "unique", "columns": ["a", "a"]}],
+            "churn.yaml: validation.rules[0].columns: columns repeat",
+        ),
+        (
+            "validation.rules",
+            [{"type": "range", "column": "t", "min": 0, "allow_nan": "yes"}],
+            "rules[0].allow_nan: expected true or false",
+        ),
         ("validation.rules", [{"type": "not_null", "column": "t", "allow_nan": True}], "rules[0].allow_nan: unknown key"),
         (
             "preprocessing",
-            [{"step": "cast", "column": "t", "to": "double"}, {"step": "log1p", "column": "t"}, {"step": "bucketize", "column": "t", "splits": [0, 5, 5]}],
+            [
+                {"step": "cast", "column": "t", "to": "double"},
+                {"step": "log1p", "column": "t"},
+                {"step": "bucketize", "column": "t", "splits": [0, 5, 5]},
+            ],
             "churn.yaml: preprocessing[2].splits[2]: splits must increase strictly: 5.0 after 5.0",
         ),
-        ("preprocessing", [{"step": "bucketize", "column": "t", "splits": [1]}], "churn.yaml: preprocessing[0].splits: expected a list of at least two"),
-        ("preprocessing", [{"step": "bucketize", "column": "t", "splits": [0, "x"]}], "churn.yaml: preprocessing[0].splits[1]: expected a number"),
-        ("preprocessing", [{"step": "fill_null", "column": "t", "value": {"reference": "p90"}}], "preprocessing[0].value.reference: unknown statistic 'p90'"),
-        ("preprocessing", [{"step": "fill_null", "column": "t", "value": {"median": True}}], "preprocessing[0].value.median: unknown key"),
-        ("preprocessing", [{"step": "map_categories", "column": "t", "mapping": []}], "churn.yaml: preprocessing[0].mapping: expected a non-empty mapping"),
-        ("preprocessing", [{"step": "map_categories", "column": "t", "mapping": {"a": [1]}}], "churn.yaml: preprocessing[0].mapping.a: expected a scalar"),
+        (
+            "preprocessing",
+            [{"step": "bucketize", "column": "t", "splits": [1]}],
+            "churn.yaml: preprocessing[0].splits: expected a list of at least two",
+        ),
+        (
+            "preprocessing",
+            [{"step": "bucketize", "column": "t", "splits": [0, "x"]}],
+            "churn.yaml: preprocessing[0].splits[1]: expected a number",
+        ),
+        (
+            "preprocessing",
+            [{"step": "fill_null", "column": "t", "value": {"reference": "p90"}}],
+            "preprocessing[0].value.reference: unknown statistic 'p90'",
+        ),
+        (
+            "preprocessing",
+            [{"step": "fill_null", "column": "t", "value": {"median": True}}],
+            "preprocessing[0].value.median: unknown key",
+        ),
+        (
+            "preprocessing",
+            [{"step": "map_categories", "column": "t", "mapping": []}],
+            "churn.yaml: preprocessing[0].mapping: expected a non-empty mapping",
+        ),
+        (
+            "preprocessing",
+            [{"step": "map_categories", "column": "t", "mapping": {"a": [1]}}],
+            "churn.yaml: preprocessing[0].mapping.a: expected a scalar",
+        ),
         ("preprocessing", [{"step": "derive", "column": "t"}], "churn.yaml: preprocessing[0].expr: is required"),
-        ("preprocessing", [{"step": "derive", "column": "bad col", "expr": "1"}], "churn.yaml: preprocessing[0].column: 'bad col' is not a valid"),
-        ("preprocessing", [{"step": "select", "columns": []}], "churn.yaml: preprocessing[0].columns: expected at least one column"),
+        (
+            "preprocessing",
+            [{"step": "derive", "column": "bad col", "expr": "1"}],
+            "churn.yaml: preprocessing[0].column: 'bad col' is not a valid",
+        ),
+        (
+            "preprocessing",
+            [{"step": "select", "columns": []}],
+            "churn.yaml: preprocessing[0].columns: expected at least one column",
+        ),
         ("preprocessing", [{"step": "select", "column": "t"}], "churn.yaml: preprocessing[0].column: unknown key"),
-        ("preprocessing", [{"step": "rename", "columns": {"a": "c", "b": "c"}}], "preprocessing[0].columns: two columns renamed to the same name"),
-        ("preprocessing", [{"step": "rename", "columns": ["a"]}], "churn.yaml: preprocessing[0].columns: expected a non-empty mapping"),
+        (
+            "preprocessing",
+            [{"step": "rename", "columns": {"a": "c", "b": "c"}}],
+            "preprocessing[0].columns: two columns renamed to the same name",
+        ),
+        (
+            "preprocessing",
+            [{"step": "rename", "columns": ["a"]}],
+            "churn.yaml: preprocessing[0].columns: expected a non-empty mapping",
+        ),
         ("preprocessing", {"step": "log1p"}, "churn.yaml: preprocessing: expected a list of steps"),
         ("preprocessing_override", "yes", "churn.yaml: preprocessing_override: expected true or false"),
         ("contract", {"columns": {"t": "varchar"}}, "churn.yaml: contract.columns.t: unknown type 'varchar'"),
@@ -110,12 +174,15 @@ def test_set_overrides_apply_before_validation(tmp_path):
         load_config(path, ["scoring.batch_size=-1"])
 
 
-def test_unreadable_and_invalid_yaml_name_the_file(tmp_path):
-    with pytest.raises(ConfigError, match="nope.yaml: cannot read config"):
+def test_an_unreadable_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_config_file_that_is_not_valid_yaml_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_config(bad)
 
 
@@ -128,7 +195,7 @@ def test_config_hash_changes_with_what_is_computed_not_with_spark_settings():
 
 
 def test_shipped_demo_config_is_valid():
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     cfg = load_config(REPO / "conf/jobs/churn.yaml")
     assert cfg.model.uri == "models:/lakescore_churn@champion"
@@ -137,13 +204,17 @@ def test_shipped_demo_config_is_valid():
     assert cfg.preprocessing is None  # the demo model carries its pipeline
 
 
-def test_new_rule_and_step_keys_parse_with_their_defaults():
-    raw = with_("validation.rules", [
-        {"type": "regex", "column": "plan", "pattern": "^[a-z]+$"},
-        {"type": "unique", "columns": ["customer_id", "ds"]},
-        {"type": "range", "column": "charge", "min": 0, "allow_nan": True},
-        {"type": "range", "column": "other", "max": 1},
-    ])
+def new_keys_config():
+    """A config using the newer rule types, steps and contract spellings, parsed."""
+    raw = with_(
+        "validation.rules",
+        [
+            {"type": "regex", "column": "plan", "pattern": "^[a-z]+$"},
+            {"type": "unique", "columns": ["customer_id", "ds"]},
+            {"type": "range", "column": "charge", "min": 0, "allow_nan": True},
+            {"type": "range", "column": "other", "max": 1},
+        ],
+    )
     raw["preprocessing"] = [
         {"step": "fill_null", "column": "charge", "value": {"reference": "median"}},
         {"step": "bucketize", "column": "charge", "splits": [0, 10, 100]},
@@ -151,18 +222,28 @@ def test_new_rule_and_step_keys_parse_with_their_defaults():
         {"step": "rename", "columns": {"plan": "tier"}},
     ]
     raw["contract"] = {"columns": {"customer_id": "long", "charge": "Double"}}
-    cfg = parse_config(raw, "x.yaml")
-    regex, unique, nan_ok, strict = cfg.rules
+    return parse_config(raw, "x.yaml")
+
+
+def test_new_rule_keys_parse_with_their_defaults():
+    regex, unique, nan_ok, strict = new_keys_config().rules
     assert (regex.name, regex.pattern) == ("regex_plan", "^[a-z]+$")
     assert (unique.name, unique.columns, unique.column) == ("unique_customer_id_ds", ("customer_id", "ds"), None)
     assert nan_ok.allow_nan is True and strict.allow_nan is False
+
+
+def test_new_step_keys_parse_with_their_defaults():
+    cfg = new_keys_config()
     fill, bucket, mapping, rename = cfg.preprocessing
     assert fill.param("reference") == "median" and fill.param("value") is None
     assert bucket.param("splits") == (0.0, 10.0, 100.0)
     assert dict(mapping.param("mapping")) == {"a": "x", "1": "y"} and mapping.param("other") == "other"
     assert rename.column is None and dict(rename.param("columns")) == {"plan": "tier"}
-    assert cfg.contract.columns == (("customer_id", "bigint"), ("charge", "double"))
     assert cfg.preprocessing_override is False
+
+
+def test_declared_contract_type_names_are_normalised_to_spark_names():
+    assert new_keys_config().contract.columns == (("customer_id", "bigint"), ("charge", "double"))
 
 
 def test_absent_preprocessing_differs_from_an_empty_list():
@@ -196,7 +277,7 @@ def test_pipeline_spec_round_trips_through_json_to_equal_steps():
 def test_step_differences_name_the_index_and_the_field():
     a = parse_config(BASE | {"preprocessing": ALL_STEPS[:3]}, "x.yaml").preprocessing
     changed = [ALL_STEPS[0] | {"to": "float"}, ALL_STEPS[1], ALL_STEPS[2] | {"value": "missing"}]
-    b = parse_config(BASE | {"preprocessing": changed + [ALL_STEPS[4]]}, "x.yaml").preprocessing
+    b = parse_config(BASE | {"preprocessing": [*changed, ALL_STEPS[4]]}, "x.yaml").preprocessing
     assert diff_steps(a, b, "the model", "the config") == [
         "preprocessing[0].to: the model has 'double', the config has 'float'",
         "preprocessing[2].value: the model has 'none', the config has 'missing'",

@@ -34,12 +34,17 @@ def test_conform_applies_the_casts(spark):
     assert df.first().tenure == 2.0
 
 
-def test_declared_contract_types_are_spark_types_and_a_narrowing_is_refused():
+def test_every_type_a_config_may_declare_is_a_spark_type_of_that_name():
     from jobs.config import CONTRACT_TYPES
-    from jobs.runner import SPARK_TYPES
+    from transforms.contract import SPARK_TYPES
 
     assert set(CONTRACT_TYPES.values()) == set(SPARK_TYPES)  # every type a config may declare can be checked
     assert all(t.simpleString() == name for name, t in SPARK_TYPES.items())
+
+
+def test_a_declared_type_narrower_than_the_tables_is_refused():
+    from transforms.contract import SPARK_TYPES
+
     with pytest.raises(ContractError, match=r"column 'id' has type bigint, expected int"):
         check_contract(SCHEMA, {"id": SPARK_TYPES["int"]}, "t")
 
@@ -49,7 +54,7 @@ def test_declared_contract_types_are_spark_types_and_a_narrowing_is_refused():
 
 @pytest.fixture(scope="module")
 def small_input(tmp_path_factory, registry):
-    from tests.conftest import write_demo_input
+    from tests.helpers import write_demo_input
 
     home = tmp_path_factory.mktemp("contract")
     write_demo_input(home / "customers", days=1, rows_per_day=40)
@@ -60,7 +65,7 @@ def _run(home, registry, capsys, *sets):
     from deltalake import DeltaTable
 
     from jobs.score import main
-    from tests.test_job import job_config
+    from tests.helpers import delta, job_config
 
     work = home / f"run{len(list(home.iterdir()))}"
     work.mkdir()
@@ -68,13 +73,15 @@ def _run(home, registry, capsys, *sets):
     code = main(["--conf", job_config(work, registry), "--partition", "ds=2024-06-01", *[a for s in sets for a in ("--set", s)]])
     out = capsys.readouterr()
     written = [t for t in ("scored", "quarantine") if DeltaTable.is_deltatable(str(work / t))]
-    runs = DeltaTable(str(work / "runs")).to_pandas()
+    runs = delta(work / "runs")
     return code, out.out + out.err, written, runs, work
 
 
 def test_declared_type_the_input_breaks_exits_2_naming_table_column_expected_and_found(small_input, registry, capsys):
     code, output, written, runs, work = _run(small_input, registry, capsys, "contract.columns.tenure_months=string")
-    message = f"input table {(work / 'customers').resolve()} breaks the contract: column 'tenure_months' has type int, expected string"
+    message = (
+        f"input table {(work / 'customers').resolve()} breaks the contract: column 'tenure_months' has type int, expected string"
+    )
     assert code == 2 and message in output
     assert written == []  # nothing scored or quarantined
     assert list(runs["status"]) == ["rejected"] and message in runs["error"].iloc[0]
@@ -83,5 +90,8 @@ def test_declared_type_the_input_breaks_exits_2_naming_table_column_expected_and
 def test_declared_column_the_input_lacks_exits_2_and_names_it(small_input, registry, capsys):
     code, output, written, runs, work = _run(small_input, registry, capsys, "contract.columns.loyalty_tier=string")
     assert code == 2 and written == []
-    assert f"input table {(work / 'customers').resolve()} breaks the contract: column 'loyalty_tier' is missing (expected string)" in output
+    assert (
+        f"input table {(work / 'customers').resolve()} breaks the contract: column 'loyalty_tier' is missing (expected string)"
+        in output
+    )
     assert runs["status"].tolist() == ["rejected"]

@@ -56,8 +56,11 @@ def test_ks_from_decile_bins_is_close_to_scipy_for_continuous_data():
     assert ks_from_bins(cr, cc) == pytest.approx(exact, abs=0.02)
 
 
-def test_compare_skips_ks_for_unordered_bins_and_refuses_an_empty_side():
+def test_compare_skips_ks_for_unordered_bins():
     assert set(compare([1, 2], [2, 1], ordered=False)) == {"psi", "js_distance"}
     assert set(compare([1, 2], [2, 1], ordered=True)) == {"psi", "js_distance", "ks"}
+
+
+def test_psi_refuses_an_empty_side():
     with pytest.raises(ValueError, match="empty"):
         psi([1, 2], [0, 0])

@@ -1,7 +1,9 @@
 """The quality gate and drift: config validation, the checks, and the job's exit codes through its entry point."""
 
-import datetime as dt
+import contextlib
+import io
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,14 +12,12 @@ from deltalake import DeltaTable
 from scipy.spatial.distance import jensenshannon
 
 from jobs.config import ConfigError, GateConfig, load_config
-from jobs.quality import check_gate, drift_rows
+from jobs.quality.drift import drift_rows
+from jobs.quality.gate import check_gate
 from jobs.score import main
-from tests.conftest import REPO, write_demo_input
-from tests.test_job import delta, expected_quarantine, job_config
+from tests.helpers import D1, D2, REPO, delta, expected_quarantine, job_config, write_demo_input
 from transforms.drift import EPSILON
 from transforms.stats import Bins
-
-D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
 
 
 def config_with(tmp_path, **sections):
@@ -28,11 +28,19 @@ def config_with(tmp_path, **sections):
 
 
 def test_gate_config_takes_a_number_for_every_column_or_a_mapping_per_column(tmp_path):
-    gate = {"mode": "warn", "min_rows": 10, "max_quarantine_rate": 0.05, "max_null_rate": 0.1, "max_psi": {"*": 0.25, "probability": 0.1}}
+    gate = {
+        "mode": "warn",
+        "min_rows": 10,
+        "max_quarantine_rate": 0.05,
+        "max_null_rate": 0.1,
+        "max_psi": {"*": 0.25, "probability": 0.1},
+    }
     cfg = load_config(config_with(tmp_path, gate=gate))
     assert cfg.gate == GateConfig("warn", 10, 0.05, (("*", 0.1),), (("*", 0.25), ("probability", 0.1)))
     assert load_config(config_with(tmp_path)).gate == GateConfig()  # no section: mode fail, nothing checked
-    assert cfg.output.reports == str(tmp_path.parent / REPO.name / ".lakescore/tables/reports") or cfg.output.reports.endswith("/reports")
+    assert cfg.output.reports == str(tmp_path.parent / REPO.name / ".lakescore/tables/reports") or cfg.output.reports.endswith(
+        "/reports"
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,7 +57,10 @@ def test_gate_config_takes_a_number_for_every_column_or_a_mapping_per_column(tmp
 )
 def test_bad_gate_config_names_the_file_and_key_path(tmp_path, gate, message):
     path = config_with(tmp_path, gate=gate)
-    with pytest.raises(ConfigError, match="^" + str(path).replace(".", r"\.") + ": " + message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(
+        ConfigError,
+        match="^" + str(path).replace(".", r"\.") + ": " + message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\["),
+    ):
         load_config(path)
 
 
@@ -59,16 +70,24 @@ def stats(rows_in, quarantined, null_rates=None, psi=None, consecutive_psi=None)
         {"scope": "rows", "column": "*", "metric": "rows_quarantined", "bucket": None, "value": quarantined},
         {"scope": "prediction", "column": "probability", "metric": "histogram", "bucket": "00", "value": 1.0},
     ]
-    out += [{"scope": "input", "column": c, "metric": "null_rate", "bucket": None, "value": v} for c, v in (null_rates or {}).items()]
+    out += [
+        {"scope": "input", "column": c, "metric": "null_rate", "bucket": None, "value": v} for c, v in (null_rates or {}).items()
+    ]
     out += [{"scope": "drift_baseline", "column": c, "metric": "psi", "bucket": None, "value": v} for c, v in (psi or {}).items()]
-    out += [{"scope": "drift_consecutive", "column": c, "metric": "psi", "bucket": "ds=x", "value": v} for c, v in (consecutive_psi or {}).items()]
+    out += [
+        {"scope": "drift_consecutive", "column": c, "metric": "psi", "bucket": "ds=x", "value": v}
+        for c, v in (consecutive_psi or {}).items()
+    ]
     return out
 
 
 def test_gate_checks_each_threshold_and_per_column_limits_override_the_default():
     gate = GateConfig("fail", 100, 0.1, (("*", 0.2), ("b", 0.5)), (("*", 0.25), ("probability", 0.1)))
     rows = stats(200, 30, {"a": 0.3, "b": 0.3}, {"a": 0.1, "b": 0.3}, {"probability": 0.2})
-    got = {(c.name, c.column): (c.observed, c.outcome) for c in check_gate(gate, rows, ["a", "b"], ["probability", "label"], "job.yaml")}
+    got = {
+        (c.name, c.column): (c.observed, c.outcome)
+        for c in check_gate(gate, rows, ["a", "b"], ["probability", "label"], "job.yaml")
+    }
     assert got == {
         ("min_rows", "*"): (200, "pass"),
         ("max_quarantine_rate", "*"): (30 / 200, "fail"),
@@ -92,9 +111,10 @@ def test_drift_rows_match_numpy_and_scipy_for_baseline_and_consecutive():
     now, before = [30, 0, 30, 40], [10, 20, 30, 40]
 
     def binned(counts, mean):
-        return [{"scope": "model_input", "column": "x", "metric": "bin_count", "bucket": b, "value": float(n)} for b, n in zip(labels, counts, strict=True)] + [
-            {"scope": "model_input", "column": "x", "metric": "mean", "bucket": None, "value": mean}
-        ]
+        return [
+            {"scope": "model_input", "column": "x", "metric": "bin_count", "bucket": b, "value": float(n)}
+            for b, n in zip(labels, counts, strict=True)
+        ] + [{"scope": "model_input", "column": "x", "metric": "mean", "bucket": None, "value": mean}]
 
     got = {(r["scope"], r["metric"]): r for r in drift_rows(binned(now, 2.5), bins, {}, binned(before, 2.25), "ds=2024-05-31")}
     for scope, base, base_mean in (("drift_baseline", np.array(ref), 2.0), ("drift_consecutive", np.array(before, float), 2.25)):
@@ -102,19 +122,18 @@ def test_drift_rows_match_numpy_and_scipy_for_baseline_and_consecutive():
         p /= p.sum()
         q = np.maximum(np.array(now) / sum(now), EPSILON)
         q /= q.sum()
-        assert got[(scope, "psi")]["value"] == pytest.approx(sum((qi - pi) * np.log(qi / pi) for pi, qi in zip(p, q, strict=True)))
+        assert got[(scope, "psi")]["value"] == pytest.approx(
+            sum((qi - pi) * np.log(qi / pi) for pi, qi in zip(p, q, strict=True))
+        )
         assert got[(scope, "js_distance")]["value"] == pytest.approx(jensenshannon(base, now, base=2))
-        assert got[(scope, "ks")]["value"] == pytest.approx(np.abs(np.cumsum(base / base.sum()) - np.cumsum(np.array(now) / sum(now))).max())
+        assert got[(scope, "ks")]["value"] == pytest.approx(
+            np.abs(np.cumsum(base / base.sum()) - np.cumsum(np.array(now) / sum(now))).max()
+        )
         assert got[(scope, "mean_diff")]["value"] == pytest.approx(2.5 - base_mean)
     assert got[("drift_consecutive", "psi")]["bucket"] == "ds=2024-05-31" and got[("drift_baseline", "psi")]["bucket"] is None
 
 
 # --- through the entry point ------------------------------------------------------------------
-
-
-@pytest.fixture
-def days(tmp_path, registry, spark):
-    return tmp_path, write_demo_input(tmp_path / "customers", days=2, rows_per_day=400)
 
 
 def gate_rows(tmp_path, partition):
@@ -123,8 +142,8 @@ def gate_rows(tmp_path, partition):
     return {(r.metric, r.column): (r.value, r.bucket) for r in s.itertuples()}
 
 
-def test_gate_failure_exits_3_publishes_no_scores_and_records_stats_and_ledger(days, registry):
-    tmp_path, source = days
+def test_gate_failure_exits_3_publishes_no_scores_and_records_stats_and_ledger(demo, registry):
+    tmp_path, _, source = demo
     conf = job_config(tmp_path, registry, gate={"min_rows": 1000, "max_psi": {"total_charges": 0.0}})
     assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 3
 
@@ -138,21 +157,40 @@ def test_gate_failure_exits_3_publishes_no_scores_and_records_stats_and_ledger(d
     assert (run.rows_in, run.rows_quarantined) == (400, expected_quarantine(source[source["ds"] == D1]).sum())
 
 
-def test_gate_pass_publishes_and_warn_mode_publishes_a_breach_with_consecutive_drift_against_numpy(days, registry, model_dir, capsys):
-    tmp_path, source = days
+@pytest.fixture(scope="module")
+def pass_then_warn(tmp_path_factory, registry, spark):
+    """Two days of demo input scored one after the other: ds=2024-06-01 under a gate it passes, then
+    ds=2024-06-02 in warn mode under a max_psi of 0, which it breaches. The two runs are shared by
+    the tests below: their exit codes, and what the warn run wrote to stderr."""
+    tmp_path = tmp_path_factory.mktemp("gate")
+    source = write_demo_input(tmp_path / "customers", days=2, rows_per_day=400)
     conf = job_config(tmp_path, registry, gate={"min_rows": 100, "max_quarantine_rate": 0.5, "max_null_rate": 0.5})
-    assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 0
+    passed = main(["--conf", conf, "--partition", "ds=2024-06-01"])
+    conf = job_config(tmp_path, registry, gate={"mode": "warn", "max_psi": 0.0})
+    with contextlib.redirect_stderr(io.StringIO()) as err:  # the job's log follows sys.stderr
+        warned = main(["--conf", conf, "--partition", "ds=2024-06-02"])
+    return SimpleNamespace(path=tmp_path, source=source, passed=passed, warned=warned, warn_stderr=err.getvalue())
+
+
+def test_a_partition_that_passes_every_gate_check_is_published(pass_then_warn):
+    tmp_path = pass_then_warn.path
+    assert pass_then_warn.passed == 0
     assert gate_rows(tmp_path, "ds=2024-06-01")[("min_rows", "*")] == (400, "pass")
     assert set(v[1] for v in gate_rows(tmp_path, "ds=2024-06-01").values()) == {"pass"}
 
-    conf = job_config(tmp_path, registry, gate={"mode": "warn", "max_psi": 0.0})
-    assert main(["--conf", conf, "--partition", "ds=2024-06-02"]) == 0
-    assert "quality gate breached (gate.mode: warn): published anyway" in capsys.readouterr().err
+
+def test_warn_mode_publishes_a_partition_that_breaches_the_gate(pass_then_warn):
+    tmp_path = pass_then_warn.path
+    assert pass_then_warn.warned == 0
+    assert "quality gate breached (gate.mode: warn): published anyway" in pass_then_warn.warn_stderr
     assert set(delta(tmp_path / "scored")["ds"]) == {D1, D2}
     runs = delta(tmp_path / "runs").sort_values("started_at")
     assert list(runs["status"]) == ["succeeded", "succeeded"]
     assert gate_rows(tmp_path, "ds=2024-06-02")[("max_psi", "total_charges")][1] == "fail"
 
+
+def test_drift_stats_match_numpy_and_scipy_against_the_training_reference_and_the_previous_partition(pass_then_warn, model_dir):
+    tmp_path, source = pass_then_warn.path, pass_then_warn.source
     # drift of total_charges (no preprocessing step touches it) recomputed from the rows with numpy/scipy
     ref = json.loads((REPO / model_dir / "lakescore" / "reference.json").read_text())["features"]["total_charges"]
     edges = np.array([-np.inf, *ref["bins"]["edges"][1:-1], np.inf])
@@ -186,15 +224,16 @@ def test_gate_pass_publishes_and_warn_mode_publishes_a_breach_with_consecutive_d
     assert {("drift_baseline", "psi"), ("drift_consecutive", "psi")} <= probability
 
 
-def test_a_model_without_reference_drifts_against_the_configured_input_partition(days, registry, spark):
+def test_a_model_without_reference_drifts_against_the_configured_input_partition(demo, registry, spark):
     from dataclasses import replace
 
-    from jobs.models import resolve_model
-    from jobs.reference import fitted_values
-    from jobs.runner import Plan, _drift_reference, choose_pipeline
+    from jobs.model.resolve import resolve_model
+    from jobs.model.training import fitted_values
+    from jobs.run.plan import Plan, choose_pipeline
+    from jobs.run.plan import drift_reference as _drift_reference
     from jobs.tables import read_table
 
-    tmp_path, source = days
+    tmp_path, _, source = demo
     cfg = load_config(job_config(tmp_path, registry, drift={"reference": {"partition": "ds=2024-06-01"}}))
     model = resolve_model(cfg.model)
     steps = choose_pipeline(cfg, model)
@@ -211,4 +250,6 @@ def test_a_model_without_reference_drifts_against_the_configured_input_partition
     # after preprocessing: monthly_charges' nulls are filled with the model's fitted median
     median = model.reference["fitted"][0]["value"]
     assert ref["features"]["monthly_charges"]["mean"] == pytest.approx(good["monthly_charges"].fillna(median).mean())
-    assert ref["features"]["plan"]["frequencies"] == pytest.approx((good["plan"].value_counts() / good["plan"].notna().sum()).to_dict())
+    assert ref["features"]["plan"]["frequencies"] == pytest.approx(
+        (good["plan"].value_counts() / good["plan"].notna().sum()).to_dict()
+    )

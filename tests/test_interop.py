@@ -36,7 +36,12 @@ SCHEMA = T.StructType(
         T.StructField("ntz", T.TimestampNTZType()),
         T.StructField("arr", T.ArrayType(T.StructType([T.StructField("x", T.DoubleType()), T.StructField("y", T.StringType())]))),
         T.StructField("m", T.MapType(T.StringType(), T.ArrayType(T.LongType()))),
-        T.StructField("st", T.StructType([T.StructField("n", T.LongType()), T.StructField("inner", T.StructType([T.StructField("z", T.DateType())]))])),
+        T.StructField(
+            "st",
+            T.StructType(
+                [T.StructField("n", T.LongType()), T.StructField("inner", T.StructType([T.StructField("z", T.DateType())]))]
+            ),
+        ),
         T.StructField("p", T.StringType()),
     ]
 )
@@ -46,12 +51,40 @@ def matrix_rows() -> list[tuple]:
     """Every type with edge values (NaN, ±inf, -0.0, extreme decimals and dates, nulls in every
     column and inside nested values), one row per awkward string partition value."""
     values = [
-        (True, -128, 32767, 2**62, float("nan"), float("inf"), decimal.Decimal("-1234567890123456789012345678.0123456789"),
-         "héllo ✓", b"\x00\xff", dt.date(1, 1, 1), TS.replace(tzinfo=dt.UTC), TS,
-         [(float("-inf"), "a"), None, (None, None)], {"k": [1, None]}, (5, (dt.date(9999, 12, 31),))),
-        (False, 127, -32768, -(2**63), -0.0, float("-inf"), decimal.Decimal("0E-10"),
-         "", b"", dt.date(1582, 10, 10), dt.datetime(1900, 1, 1, tzinfo=dt.UTC), dt.datetime(2262, 4, 11, 23, 47, 16),
-         [], {}, (None, None)),
+        (
+            True,
+            -128,
+            32767,
+            2**62,
+            float("nan"),
+            float("inf"),
+            decimal.Decimal("-1234567890123456789012345678.0123456789"),
+            "héllo ✓",
+            b"\x00\xff",
+            dt.date(1, 1, 1),
+            TS.replace(tzinfo=dt.UTC),
+            TS,
+            [(float("-inf"), "a"), None, (None, None)],
+            {"k": [1, None]},
+            (5, (dt.date(9999, 12, 31),)),
+        ),
+        (
+            False,
+            127,
+            -32768,
+            -(2**63),
+            -0.0,
+            float("-inf"),
+            decimal.Decimal("0E-10"),
+            "",
+            b"",
+            dt.date(1582, 10, 10),
+            dt.datetime(1900, 1, 1, tzinfo=dt.UTC),
+            dt.datetime(2262, 4, 11, 23, 47, 16),
+            [],
+            {},
+            (None, None),
+        ),
     ]
     nulls = (None,) * 15
     out = []
@@ -63,6 +96,7 @@ def matrix_rows() -> list[tuple]:
 
 def canonical(row) -> tuple:
     """A collected row as comparable values: NaN as a token (NaN != NaN), -0.0 kept apart from 0.0."""
+
     def one(v):
         if isinstance(v, float):
             return "NaN" if math.isnan(v) else (v, math.copysign(1, v))
@@ -112,7 +146,14 @@ def test_replacing_a_partition_on_one_engine_is_seen_by_the_other(spark, native,
     d1, d2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
     other = "native" if writer == "embedded" else "embedded"
     write_table(spark.createDataFrame([(1, d1), (2, d2)], schema), path, other, mode="append", partition_by=["ds"])
-    write_table(spark.createDataFrame([(10, d1), (11, d1)], schema), path, writer, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": d1}])
+    write_table(
+        spark.createDataFrame([(10, d1), (11, d1)], schema),
+        path,
+        writer,
+        mode="overwrite",
+        partition_by=["ds"],
+        replace_partitions=[{"ds": d1}],
+    )
     for engine in ("embedded", "native"):
         assert sorted(r.id for r in read_table(spark, path, engine).collect()) == [2, 10, 11], engine
     assert table_version(path, "native") == table_version(path, "embedded") == 1
@@ -120,7 +161,9 @@ def test_replacing_a_partition_on_one_engine_is_seen_by_the_other(spark, native,
 
 def test_delta_spark_commands_work_on_a_table_the_embedded_engine_wrote(spark, native, tmp_path):
     path = str(tmp_path / "t")
-    schema = T.StructType([T.StructField("id", T.LongType()), T.StructField("v", T.DoubleType()), T.StructField("ds", T.DateType())])
+    schema = T.StructType(
+        [T.StructField("id", T.LongType()), T.StructField("v", T.DoubleType()), T.StructField("ds", T.DateType())]
+    )
     days = [dt.date(2024, 6, d) for d in (1, 2)]
     # as many commits as delta-spark's default checkpoint interval (10): its first commit on our
     # log, the OPTIMIZE at version 10, writes a checkpoint that LakeScore must then read through

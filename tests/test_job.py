@@ -12,47 +12,7 @@ import yaml
 from deltalake import DeltaTable
 
 from jobs.score import main
-from tests.conftest import REPO, write_demo_input
-
-D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
-ALLOWED_PLANS = {"basic", "standard", "premium"}
-
-
-def job_config(tmp_path, registry, **changes):
-    conf = yaml.safe_load((REPO / "conf/jobs/churn.yaml").read_text())
-    conf["input"]["path"] = str(tmp_path / "customers")
-    conf["output"] = {k: str(tmp_path / k) for k in ("scored", "quarantine", "stats", "runs")} | {"passthrough": ["region"]}
-    conf["model"]["tracking_uri"] = registry["tracking_uri"]
-    conf["spark"] = {}
-    conf.update(changes)
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(conf))
-    return str(path)
-
-
-def expected_quarantine(day_rows: pd.DataFrame) -> pd.Series:
-    """The demo rules, computed with pandas: what must be quarantined."""
-    r = day_rows
-    return (
-        r["customer_id"].isna()
-        | (r["tenure_months"] < 0) | (r["tenure_months"] > 1200)
-        | (r["monthly_charges"] < 0) | np.isinf(r["monthly_charges"])
-        | (r["total_charges"] < 0) | np.isinf(r["total_charges"])
-        | (r["plan"].notna() & ~r["plan"].isin(ALLOWED_PLANS))
-    )
-
-
-def delta(path, **filters):
-    frame = DeltaTable(str(path)).to_pandas()
-    for column, value in filters.items():
-        frame = frame[frame[column] == value]
-    return frame
-
-
-@pytest.fixture
-def demo(tmp_path, registry, spark):
-    source = write_demo_input(tmp_path / "customers", days=2, rows_per_day=400)
-    return tmp_path, job_config(tmp_path, registry), source
+from tests.helpers import ALLOWED_PLANS, D1, D2, REPO, delta, expected_quarantine, job_config, run_job, write_demo_input
 
 
 def test_job_scores_a_partition_and_accounts_for_every_row(demo, registry):
@@ -72,7 +32,17 @@ def test_job_scores_a_partition_and_accounts_for_every_row(demo, registry):
     assert scored["probability"].between(0, 1).all()
     assert (scored["label"] == (scored["probability"] >= 0.5).astype("int64")).all()
     assert set(scored["model_name"]) == {registry["name"]} and set(scored["model_version"]) == {registry["version"]}
-    assert list(scored.columns) == ["customer_id", "region", "probability", "label", "model_name", "model_version", "run_id", "scored_at", "ds"]
+    assert list(scored.columns) == [
+        "customer_id",
+        "region",
+        "probability",
+        "label",
+        "model_name",
+        "model_version",
+        "run_id",
+        "scored_at",
+        "ds",
+    ]
 
     runs = delta(tmp_path / "runs")
     assert len(runs) == 1
@@ -120,11 +90,6 @@ def test_unknown_model_alias_is_a_usage_error_and_writes_no_scores(demo):
     assert run.status == "rejected" and "models:/lakescore_churn@nope does not resolve" in run.error
 
 
-def run_job(*args, cwd=REPO):
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    return subprocess.run([sys.executable, "-m", "jobs.score", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_bad_config_exits_2_naming_file_and_key_before_spark_starts(tmp_path):
     conf = tmp_path / "bad.yaml"
     conf.write_text(yaml.safe_dump({"name": "x", "engine": "turbo"}))
@@ -159,8 +124,21 @@ def test_spark_submit_runs_the_job_end_to_end(tmp_path, registry):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     spark_submit = os.path.join(os.path.dirname(sys.executable), "spark-submit")
     proc = subprocess.run(
-        [spark_submit, "--master", "local[2]", "jobs/score.py", "--conf", job_config(tmp_path, registry), "--partition", "ds=2024-06-01"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            spark_submit,
+            "--master",
+            "local[2]",
+            "jobs/score.py",
+            "--conf",
+            job_config(tmp_path, registry),
+            "--partition",
+            "ds=2024-06-01",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "succeeded (exit 0)" in proc.stdout and "rows in           200" in proc.stdout
@@ -189,13 +167,20 @@ def small(tmp_path, registry, spark):
     return tmp_path, source
 
 
-def test_model_carries_its_pipeline_and_reference(model_dir):
+def test_model_carries_the_pipeline_it_was_trained_with(model_dir):
     import json
 
-    from jobs.demo.train import DEMO_PIPELINE, FEATURES
+    from jobs.demo.train import DEMO_PIPELINE
 
     spec = json.loads((REPO / model_dir / "lakescore" / "pipeline.json").read_text())
     assert [s["step"] for s in spec["steps"]] == [s["step"] for s in DEMO_PIPELINE]
+
+
+def test_model_carries_its_training_reference_with_bins_frequencies_and_fitted_values(model_dir):
+    import json
+
+    from jobs.demo.train import FEATURES
+
     ref = json.loads((REPO / model_dir / "lakescore" / "reference.json").read_text())
     assert set(ref["features"]) == set(FEATURES)
     charges = ref["features"]["monthly_charges"]
@@ -281,8 +266,8 @@ def test_a_run_whose_clock_is_behind_the_last_run_still_replaces_the_partition(s
     a host whose clock is behind must commit, not be skipped as a retry of an earlier one."""
     from types import SimpleNamespace
 
-    from jobs.ledger import RunRecord
-    from jobs.runner import _replace_partition
+    from jobs.run.ledger import RunRecord
+    from jobs.run.publish import replace_partition
     from jobs.tables import read_table
 
     path = str(tmp_path / "scored")
@@ -293,7 +278,9 @@ def test_a_run_whose_clock_is_behind_the_last_run_still_replaces_the_partition(s
     def run(run_id, started_at, ids):
         record = RunRecord(run_id, "churn", "in", "models:/m@champion", "h", path, started_at)
         df = spark.createDataFrame([(i, spec["ds"]) for i in ids], "id long, ds date")
-        return _replace_partition(df, path, "embedded", cfg, spec, record, {"lakescore.run_id": run_id})
+        return replace_partition(
+            df, path, "embedded", cfg.name, cfg.input.partition_by, spec, record.run_id, {"lakescore.run_id": run_id}
+        )
 
     run("run-a", now, [1, 2])
     second = run("run-b", now - dt.timedelta(hours=1), [3])

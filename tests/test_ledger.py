@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from deltalake import DeltaTable
 from pyspark.sql import types as T
 
-from jobs.ledger import LEDGER_SCHEMA, RunRecord, append_run
+from jobs.run.ledger import LEDGER_SCHEMA, RunRecord, append_run
 from jobs.tables import write_table
+from tests.helpers import delta
 
 
 def _record(run_id: str, report: str | None) -> RunRecord:
@@ -28,7 +28,7 @@ def test_a_ledger_without_the_report_column_gains_it_and_keeps_its_rows(spark, t
 
     append_run(spark, _record("new", "/reports/churn/x.html"), path, "embedded")
 
-    got = DeltaTable(path).to_pandas().set_index("run_id")
+    got = delta(path).set_index("run_id")
     assert list(got.columns) == [f.name for f in LEDGER_SCHEMA.fields if f.name != "run_id"]
     assert got.loc["new", "report"] == "/reports/churn/x.html"
     assert got.loc["old", "report"] is None and got.loc["old", "status"] == "succeeded"

@@ -36,7 +36,12 @@ def test_json_lines_parse(lakescore_logger, monkeypatch):
     set_run_id("run-7")
     lakescore_logger.warning("gate %s", "warn")
     record = json.loads(sys.stderr.getvalue())
-    assert (record["level"], record["run_id"], record["logger"], record["message"]) == ("WARNING", "run-7", "lakescore.test", "gate warn")
+    assert (record["level"], record["run_id"], record["logger"], record["message"]) == (
+        "WARNING",
+        "run-7",
+        "lakescore.test",
+        "gate warn",
+    )
 
 
 def test_a_stderr_replaced_and_closed_after_setup_is_not_written_to(lakescore_logger, monkeypatch):

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import types as T
 
-from jobs.partitions import PartitionError, parse_partition, partition_label
+from jobs.run.partition_spec import PartitionError, parse_partition, partition_label
 
 SCHEMA = T.StructType(
     [T.StructField("ds", T.DateType()), T.StructField("hour", T.IntegerType()), T.StructField("region", T.StringType())]

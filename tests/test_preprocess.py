@@ -56,8 +56,14 @@ def test_log1p_matches_numpy(spark):
 
 def test_bucketize_gives_the_bucket_index_and_null_outside_the_splits(spark):
     rows = [
-        (0.0, 0.0), (4.99, 0.0), (5.0, 1.0), (10.0, 1.0),  # the last bucket includes its upper edge
-        (-0.1, None), (10.1, None), (None, None), (math.nan, None),
+        (0.0, 0.0),
+        (4.99, 0.0),
+        (5.0, 1.0),
+        (10.0, 1.0),  # the last bucket includes its upper edge
+        (-0.1, None),
+        (10.1, None),
+        (None, None),
+        (math.nan, None),
     ]
     df = spark.createDataFrame(rows, "x double, expected double")
     assert_column_equality(df.transform(bucketize("x", [0.0, 5.0, 10.0])), "x", "expected")
@@ -147,7 +153,10 @@ def test_pipeline_on_an_empty_partition_gives_an_empty_frame_with_the_output_sch
     got = spark.createDataFrame([], SCHEMA).transform(pipeline(ALL, {1: 3.0}))
     assert got.count() == 0
     assert [(f.name, f.dataType.simpleString()) for f in got.schema.fields] == [
-        ("id", "bigint"), ("tenure", "double"), ("area", "string"), ("charge_per_bucket", "double")
+        ("id", "bigint"),
+        ("tenure", "double"),
+        ("area", "string"),
+        ("charge_per_bucket", "double"),
     ]
 
 

@@ -7,10 +7,12 @@ import pytest
 from pyspark.sql import types as T
 
 from jobs.config import steps_from_spec
-from jobs.reference import fit_pipeline, fitted_values, profile
+from jobs.model.training import fit_pipeline, fitted_values, profile
 from transforms.preprocess import PipelineError, pipeline
 
-SCHEMA = T.StructType([T.StructField("x", T.DoubleType()), T.StructField("k", T.IntegerType()), T.StructField("c", T.StringType())])
+SCHEMA = T.StructType(
+    [T.StructField("x", T.DoubleType()), T.StructField("k", T.IntegerType()), T.StructField("c", T.StringType())]
+)
 
 
 def steps(*raw):
@@ -39,7 +41,9 @@ def test_fitted_statistic_is_taken_where_the_step_runs(spark):
 
 
 def test_a_statistic_the_reference_lacks_is_named_with_the_step(spark):
-    s = steps({"step": "cast", "column": "x", "to": "double"}, {"step": "fill_null", "column": "x", "value": {"reference": "max"}})
+    s = steps(
+        {"step": "cast", "column": "x", "to": "double"}, {"step": "fill_null", "column": "x", "value": {"reference": "max"}}
+    )
     with pytest.raises(PipelineError, match=r"preprocessing\[1\] \(fill_null x\): model m has no fitted max of x"):
         fitted_values(s, {"fitted": [{"index": 1, "column": "x", "statistic": "median", "value": 1.0}]}, "model m")
     # a value fitted at another index for the same column and statistic still serves

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 
 from jobs.score import main
-from tests.conftest import write_demo_input
-from tests.test_job import job_config
+from tests.helpers import delta, job_config, write_demo_input
 
 pytestmark = pytest.mark.e2e
 
 
 def _last_run_id(tmp_path) -> str:
-    return DeltaTable(str(tmp_path / "runs")).to_pandas().sort_values("started_at")["run_id"].iloc[-1]
+    return delta(tmp_path / "runs").sort_values("started_at")["run_id"].iloc[-1]
 
 
 def test_replay_reproduces_a_run_even_after_its_input_and_scores_were_replaced(tmp_path, registry, spark, capsys):
@@ -34,22 +33,34 @@ def test_replay_reproduces_a_run_even_after_its_input_and_scores_were_replaced(t
     assert main(["--conf", conf, "--replay", original, "--replay-into", str(scratch)]) == 0
     out = capsys.readouterr().out
     assert f"replay of run {original}: MATCH" in out
-    replayed = DeltaTable(str(scratch / "scored")).to_pandas()
-    runs = DeltaTable(str(scratch / "runs")).to_pandas()
+    replayed = delta(scratch / "scored")
+    runs = delta(scratch / "runs")
     assert runs["input_version"].iloc[0] == 0  # the snapshot the original read, not the latest (1)
-    published = DeltaTable(str(tmp_path / "scored"), version=0).to_pandas()
+    published = delta(tmp_path / "scored", version=0)
     assert sorted(replayed["customer_id"]) == sorted(published["customer_id"])
 
 
-def test_replay_with_a_changed_config_is_refused(tmp_path, registry, spark, capsys):
+@pytest.fixture(scope="module")
+def scored_once(tmp_path_factory, registry, spark):
+    """One partition of demo input scored once: (tmp_path, conf, the run's exit code)."""
+    tmp_path = tmp_path_factory.mktemp("replay")
     write_demo_input(tmp_path / "customers", days=1, rows_per_day=40)
     conf = job_config(tmp_path, registry)
-    assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 0
+    return tmp_path, conf, main(["--conf", conf, "--partition", "ds=2024-06-01"])
+
+
+def test_replay_with_a_changed_config_is_refused(scored_once):
+    tmp_path, conf, exit_code = scored_once
+    assert exit_code == 0
     original = _last_run_id(tmp_path)
     raw = yaml.safe_load(open(conf))
     raw["validation"]["rules"] = raw["validation"]["rules"][:1]
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(raw))
     assert main(["--conf", str(changed), "--replay", original]) == 2
-    assert main(["--conf", conf, "--replay", "no-such-run"]) == 2
     assert not (tmp_path / f"scored__replay_{original}").exists()
+
+
+def test_replay_of_an_unknown_run_is_refused(scored_once):
+    _, conf, _ = scored_once
+    assert main(["--conf", conf, "--replay", "no-such-run"]) == 2

@@ -8,7 +8,6 @@ delta-rs calls read ``os.environ``; the Python workers get the same variables th
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import socket
 import subprocess
@@ -21,21 +20,9 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from jobs.tables import read_table, register, table_version, write_table
+from tests.helpers import D1, D2, ID_X_NAME_DS, append_two_days, delta_rs_rows, id_x_name_rows, require_native
 
-D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
-SCHEMA = T.StructType(
-    [
-        T.StructField("id", T.LongType()),
-        T.StructField("x", T.DoubleType()),
-        T.StructField("name", T.StringType()),
-        T.StructField("ds", T.DateType()),
-    ]
-)
 BUCKET = "lake"
-
-
-def rows_for(day, n, offset=0):
-    return [(offset + i, i * 0.5, f"n{offset + i}" if i % 3 else None, day) for i in range(n)]
 
 
 def _free_port() -> int:
@@ -128,7 +115,7 @@ def s3a(spark, s3_endpoint):
         "fs.s3a.secret.key": "test",
         "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
     }
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     saved = {k: hadoop.get(k) for k in settings}
     for key, value in settings.items():
         hadoop.set(key, value)
@@ -143,8 +130,6 @@ def s3a(spark, s3_endpoint):
 def s3_engine(request, spark, s3_env):
     """Each engine on S3, with the table path as that engine's users write it: s3:// for the
     embedded engine (delta-rs's spelling), s3a:// for delta-spark through hadoop-aws."""
-    from tests.conftest import require_native
-
     if request.param == "native":
         require_native(spark)
         request.getfixturevalue("s3a")
@@ -170,27 +155,22 @@ def _without_aws_environment():
 
 def _delta_rs_rows(path: str, env: dict[str, str], version: int | None = None) -> list[tuple]:
     """The table's rows as delta-rs reads them with explicit storage options, the environment cleared."""
-    from deltalake import DeltaTable
-
     with _without_aws_environment():
-        frame = DeltaTable(path, version=version, storage_options=dict(env)).to_pandas()
-    rows = [
-        (int(i), float(x), None if not isinstance(n, str) else n, d)
-        for i, x, n, d in frame[["id", "x", "name", "ds"]].itertuples(index=False, name=None)
-    ]
-    return sorted(rows, key=lambda r: (r[3], r[0]))
+        return delta_rs_rows(path, version=version, storage_options=dict(env))
 
 
 def test_table_written_to_s3_reads_back_through_the_engine_and_delta_rs(spark, s3_engine, s3_env, s3_endpoint):
     engine, s3_path = s3_engine
-    rows = rows_for(D1, 5) + rows_for(D2, 4, 100)
-    write_table(spark.createDataFrame(rows, SCHEMA), s3_path, engine, mode="append", partition_by=["ds"])
+    rows = id_x_name_rows(D1, 5) + id_x_name_rows(D2, 4, 100)
+    write_table(spark.createDataFrame(rows, ID_X_NAME_DS), s3_path, engine, mode="append", partition_by=["ds"])
 
-    expected = sorted(rows, key=lambda r: (r[3], r[0]))
-    assert _delta_rs_rows(s3_path, s3_env) == expected
+    assert _delta_rs_rows(s3_path, s3_env) == sorted(rows)
     for reader in ("embedded", "native") if engine == "native" else ("embedded",):
         assert_df_equality(
-            read_table(spark, s3_path, reader), spark.createDataFrame(rows, SCHEMA), ignore_row_order=True, ignore_nullable=True
+            read_table(spark, s3_path, reader),
+            spark.createDataFrame(rows, ID_X_NAME_DS),
+            ignore_row_order=True,
+            ignore_nullable=True,
         )
     # the data files landed in the bucket under Hive-style partition folders, next to the log
     prefix = s3_path.split(f"/{BUCKET}/", 1)[1]
@@ -201,7 +181,7 @@ def test_table_written_to_s3_reads_back_through_the_engine_and_delta_rs(spark, s
 
 def test_partition_filter_on_s3_reads_only_that_partition(spark, s3_engine):
     engine, s3_path = s3_engine
-    write_table(spark.createDataFrame(rows_for(D1, 3) + rows_for(D2, 3, 10), SCHEMA), s3_path, engine, mode="append", partition_by=["ds"])
+    append_two_days(spark, s3_path, engine, 3, 3, 10)
     df = read_table(spark, s3_path, engine, partitions=[{"ds": D2}])
     assert sorted(r.id for r in df.collect()) == [10, 11, 12]
     # the D1 file was never planned: delta-spark lists the files it reads; the embedded engine's
@@ -212,23 +192,33 @@ def test_partition_filter_on_s3_reads_only_that_partition(spark, s3_engine):
 
 def test_overwrite_of_one_s3_partition_replaces_it_and_keeps_the_other(spark, s3_engine, s3_env):
     engine, s3_path = s3_engine
-    write_table(spark.createDataFrame(rows_for(D1, 4) + rows_for(D2, 4, 100), SCHEMA), s3_path, engine, mode="append", partition_by=["ds"])
-    replacement = rows_for(D2, 2, 500)
+    append_two_days(spark, s3_path, engine, 4, 4, 100)
+    replacement = id_x_name_rows(D2, 2, 500)
     write_table(
-        spark.createDataFrame(replacement, SCHEMA), s3_path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D2}]
+        spark.createDataFrame(replacement, ID_X_NAME_DS),
+        s3_path,
+        engine,
+        mode="overwrite",
+        partition_by=["ds"],
+        replace_partitions=[{"ds": D2}],
     )
-    expected = sorted(rows_for(D1, 4) + replacement, key=lambda r: (r[3], r[0]))
+    expected = sorted(id_x_name_rows(D1, 4) + replacement)
     assert _delta_rs_rows(s3_path, s3_env) == expected
     assert sorted(tuple(r) for r in read_table(spark, s3_path, engine).collect()) == sorted(expected)
 
 
 def test_time_travel_on_s3_reads_the_earlier_snapshot(spark, s3_engine, s3_env):
     engine, s3_path = s3_engine
-    first = rows_for(D1, 3)
-    write_table(spark.createDataFrame(first, SCHEMA), s3_path, engine, mode="append", partition_by=["ds"])
+    first = id_x_name_rows(D1, 3)
+    write_table(spark.createDataFrame(first, ID_X_NAME_DS), s3_path, engine, mode="append", partition_by=["ds"])
     v0 = table_version(s3_path, engine)
     write_table(
-        spark.createDataFrame(rows_for(D1, 2, 50), SCHEMA), s3_path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}]
+        spark.createDataFrame(id_x_name_rows(D1, 2, 50), ID_X_NAME_DS),
+        s3_path,
+        engine,
+        mode="overwrite",
+        partition_by=["ds"],
+        replace_partitions=[{"ds": D1}],
     )
     assert table_version(s3_path, engine) == v0 + 1
     assert sorted(tuple(r) for r in read_table(spark, s3_path, engine, version=v0).collect()) == sorted(first)
@@ -237,12 +227,19 @@ def test_time_travel_on_s3_reads_the_earlier_snapshot(spark, s3_engine, s3_env):
 
 
 def test_failed_write_to_s3_leaves_no_files_and_no_commit(spark, s3_path, s3_endpoint):
-    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), s3_path, "embedded", mode="append", partition_by=["ds"])
+    write_table(
+        spark.createDataFrame(id_x_name_rows(D1, 2), ID_X_NAME_DS), s3_path, "embedded", mode="append", partition_by=["ds"]
+    )
     prefix = s3_path.removeprefix(f"s3://{BUCKET}/") + "/"
     before = _keys(s3_endpoint["client"], prefix)
     with pytest.raises(Exception, match="outside"):
         write_table(
-            spark.createDataFrame(rows_for(D2, 2), SCHEMA), s3_path, "embedded", mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}]
+            spark.createDataFrame(id_x_name_rows(D2, 2), ID_X_NAME_DS),
+            s3_path,
+            "embedded",
+            mode="overwrite",
+            partition_by=["ds"],
+            replace_partitions=[{"ds": D1}],
         )
     after = _keys(s3_endpoint["client"], prefix)
     markers = f"{prefix}_lakescore/ended/"  # one per ended write, for attempts still running (see DeltaWriter.abort)
@@ -258,13 +255,18 @@ def test_failed_write_to_an_escaped_s3_partition_leaves_no_files(spark, s3_path,
     before = [k for k in _keys(s3_endpoint["client"], prefix) if "_lakescore/" not in k]
     with pytest.raises(Exception, match="outside"):
         write_table(
-            spark.createDataFrame([(2, "t:1"), (3, "x/y")], schema), s3_path, "embedded", mode="overwrite", partition_by=["p"], replace_partitions=[{"p": "a"}]
+            spark.createDataFrame([(2, "t:1"), (3, "x/y")], schema),
+            s3_path,
+            "embedded",
+            mode="overwrite",
+            partition_by=["p"],
+            replace_partitions=[{"p": "a"}],
         )
     assert [k for k in _keys(s3_endpoint["client"], prefix) if "_lakescore/" not in k] == before
 
 
 def test_s3a_uri_reads_the_same_table_as_s3(spark, s3_path):
-    rows = rows_for(D1, 3) + rows_for(D2, 2, 10)
-    write_table(spark.createDataFrame(rows, SCHEMA), s3_path, "embedded", mode="append", partition_by=["ds"])
+    rows = id_x_name_rows(D1, 3) + id_x_name_rows(D2, 2, 10)
+    write_table(spark.createDataFrame(rows, ID_X_NAME_DS), s3_path, "embedded", mode="append", partition_by=["ds"])
     hadoop_spelling = "s3a://" + s3_path.removeprefix("s3://")
     assert sorted(tuple(r) for r in read_table(spark, hadoop_spelling, "embedded").collect()) == sorted(rows)

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 from pyspark.sql import types as T
@@ -66,7 +65,11 @@ def test_model_loads_once_per_python_worker_across_tasks_and_batches(spark, tmp_
     mlflow.pyfunc.save_model(str(model_path), python_model=str(code))
     outputs = T.StructType([T.StructField("pid", T.LongType()), T.StructField("batch_rows", T.LongType())])
 
-    df = spark.range(0, 400, numPartitions=4).withColumnRenamed("id", "customer_id").selectExpr("customer_id", "customer_id * 2.0 AS x")
+    df = (
+        spark.range(0, 400, numPartitions=4)
+        .withColumnRenamed("id", "customer_id")
+        .selectExpr("customer_id", "customer_id * 2.0 AS x")
+    )
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10")
     try:
         out = df.transform(score(str(model_path), ["x"], outputs, ["customer_id"])).toPandas()

@@ -7,8 +7,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from jobs.partitions import PartitionError
-from jobs.selection import published, select
+from jobs.run.partition_spec import PartitionError
+from jobs.run.selection import published, select
 
 SCHEMA = pa.schema([pa.field("customer_id", pa.int64()), pa.field("x", pa.float64()), pa.field("ds", pa.date32())])
 
@@ -33,7 +33,9 @@ def _publish(scored, label, model_version="1", config_hash="h1", input_version=0
         "lakescore.config_hash": config_hash,
         "lakescore.input_version": str(input_version),
     }
-    write_deltalake(str(scored), table, mode="append", partition_by=["ds"], commit_properties=CommitProperties(custom_metadata=metadata))
+    write_deltalake(
+        str(scored), table, mode="append", partition_by=["ds"], commit_properties=CommitProperties(custom_metadata=metadata)
+    )
 
 
 def test_range_selects_the_input_partitions_between_from_and_to_oldest_first(tmp_path):
@@ -45,12 +47,19 @@ def test_range_selects_the_input_partitions_between_from_and_to_oldest_first(tmp
 
 def test_open_ended_range_runs_to_the_newest_partition(tmp_path):
     _input(tmp_path / "in", [0, 1, 2])
-    assert select(str(tmp_path / "in"), ["ds"], str(tmp_path / "s"), start="2024-06-02").partitions == ("ds=2024-06-02", "ds=2024-06-03")
+    assert select(str(tmp_path / "in"), ["ds"], str(tmp_path / "s"), start="2024-06-02").partitions == (
+        "ds=2024-06-02",
+        "ds=2024-06-03",
+    )
 
 
 @pytest.mark.parametrize(
     ("start", "end", "message"),
-    [("2024-06-03", "2024-06-01", "is after --to"), ("2024-13-01", None, "not a valid date"), ("yesterday", None, "not a valid date")],
+    [
+        ("2024-06-03", "2024-06-01", "is after --to"),
+        ("2024-13-01", None, "not a valid date"),
+        ("yesterday", None, "not a valid date"),
+    ],
 )
 def test_bad_range_is_a_usage_error_naming_the_argument(tmp_path, start, end, message):
     _input(tmp_path / "in", [0, 1])
@@ -93,7 +102,9 @@ def test_resumed_backfill_skips_what_this_model_and_config_already_scored(tmp_pa
     _publish(scored, "ds=2024-06-01", model_version="7", config_hash="h1")
     _publish(scored, "ds=2024-06-02", model_version="6", config_hash="h1")  # an older model: rescore
     _publish(scored, "ds=2024-06-03", model_version="7", config_hash="other")  # another config: rescore
-    got = select(str(inp), ["ds"], str(scored), start="2024-06-01", end="2024-06-04", model_version="7", config_hash="h1", resume=True)
+    got = select(
+        str(inp), ["ds"], str(scored), start="2024-06-01", end="2024-06-04", model_version="7", config_hash="h1", resume=True
+    )
     assert got.partitions == ("ds=2024-06-02", "ds=2024-06-03", "ds=2024-06-04")
     assert got.skipped[0][0] == "ds=2024-06-01" and "model version 7" in got.skipped[0][1]
     forced = select(str(inp), ["ds"], str(scored), start="2024-06-01", end="2024-06-04", model_version="7", config_hash="h1")

@@ -13,72 +13,70 @@ from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import types as T
 
 from jobs.tables import read_table, table_version, write_table
+from tests.helpers import ID_X_NAME_DS, append_two_days, delta_rs_rows, id_x_name_rows, parquet_on_disk
 
 D1, D2, D3 = dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)
-SCHEMA = T.StructType(
-    [
-        T.StructField("id", T.LongType()),
-        T.StructField("x", T.DoubleType()),
-        T.StructField("name", T.StringType()),
-        T.StructField("ds", T.DateType()),
-    ]
-)
-
-
-def rows_for(day, n, offset=0):
-    return [(offset + i, i * 1.5, f"n{i}" if i % 3 else None, day) for i in range(n)]
-
-
-def delta_rs_rows(path):
-    """The table's rows as delta-rs (not Spark) sees them, sorted."""
-    frame = DeltaTable(str(path)).to_pandas()
-    return sorted(frame[["id", "x", "name", "ds"]].itertuples(index=False, name=None), key=lambda r: (r[3], r[0]))
 
 
 def test_written_table_reads_back_exactly_with_delta_rs(spark, engine, tmp_path):
-    rows = rows_for(D1, 5) + rows_for(D2, 4, 100)
-    write_table(spark.createDataFrame(rows, SCHEMA), str(tmp_path / "t"), engine, mode="append", partition_by=["ds"])
-    got = [(i, x, None if isinstance(n, float) else n, d) for i, x, n, d in delta_rs_rows(tmp_path / "t")]
-    assert got == sorted(rows, key=lambda r: (r[3], r[0]))
+    rows = id_x_name_rows(D1, 5) + id_x_name_rows(D2, 4, 100)
+    write_table(spark.createDataFrame(rows, ID_X_NAME_DS), str(tmp_path / "t"), engine, mode="append", partition_by=["ds"])
+    assert delta_rs_rows(tmp_path / "t") == sorted(rows)
     assert DeltaTable(str(tmp_path / "t")).metadata().partition_columns == ["ds"]
 
 
 def test_table_written_by_delta_rs_reads_back_in_spark(spark, engine, tmp_path):
-    frame = pd.DataFrame(rows_for(D1, 3) + rows_for(D2, 2, 10), columns=["id", "x", "name", "ds"])
+    frame = pd.DataFrame(id_x_name_rows(D1, 3) + id_x_name_rows(D2, 2, 10), columns=["id", "x", "name", "ds"])
     write_deltalake(str(tmp_path / "t"), frame, partition_by=["ds"])
-    expected = spark.createDataFrame(frame.astype(object).where(frame.notna(), None).values.tolist(), SCHEMA)
+    expected = spark.createDataFrame(frame.astype(object).where(frame.notna(), None).values.tolist(), ID_X_NAME_DS)
     assert_df_equality(read_table(spark, str(tmp_path / "t"), engine), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_rerun_of_same_partition_replaces_rows_and_leaves_others(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 5) + rows_for(D2, 5, 100), SCHEMA), path, engine, mode="append", partition_by=["ds"])
-    replacement = spark.createDataFrame(rows_for(D2, 3, 500), SCHEMA)
+    append_two_days(spark, path, engine, 5, 5, 100)
+    replacement = spark.createDataFrame(id_x_name_rows(D2, 3, 500), ID_X_NAME_DS)
     for _ in range(2):  # twice: a rerun must not duplicate
         write_table(replacement, path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D2}])
-    expected = spark.createDataFrame(rows_for(D1, 5) + rows_for(D2, 3, 500), SCHEMA)
+    expected = spark.createDataFrame(id_x_name_rows(D1, 5) + id_x_name_rows(D2, 3, 500), ID_X_NAME_DS)
     assert_df_equality(read_table(spark, path, engine), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_overwrite_with_no_rows_empties_just_that_partition(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 2) + rows_for(D2, 2, 10), SCHEMA), path, engine, mode="append", partition_by=["ds"])
-    write_table(spark.createDataFrame([], SCHEMA), path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}])
+    append_two_days(spark, path, engine, 2, 2, 10)
+    write_table(
+        spark.createDataFrame([], ID_X_NAME_DS),
+        path,
+        engine,
+        mode="overwrite",
+        partition_by=["ds"],
+        replace_partitions=[{"ds": D1}],
+    )
     assert sorted(r.id for r in read_table(spark, path, engine).collect()) == [10, 11]
 
 
 def test_rows_outside_the_replaced_partition_fail_the_write(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    write_table(spark.createDataFrame(id_x_name_rows(D1, 2), ID_X_NAME_DS), path, engine, mode="append", partition_by=["ds"])
     before = table_version(path)
-    with pytest.raises(Exception, match="outside|replaceWhere|DELTA_REPLACE_WHERE"):
-        write_table(spark.createDataFrame(rows_for(D2, 2), SCHEMA), path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}])
+    with pytest.raises(Exception, match=r"outside|replaceWhere|DELTA_REPLACE_WHERE"):
+        write_table(
+            spark.createDataFrame(id_x_name_rows(D2, 2), ID_X_NAME_DS),
+            path,
+            engine,
+            mode="overwrite",
+            partition_by=["ds"],
+            replace_partitions=[{"ds": D1}],
+        )
     assert table_version(path) == before
 
 
 def test_partition_filter_prunes_files_before_reading(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    frame = pd.DataFrame(rows_for(D1, 4) + rows_for(D2, 4, 10) + rows_for(D3, 4, 20), columns=["id", "x", "name", "ds"])
+    frame = pd.DataFrame(
+        id_x_name_rows(D1, 4) + id_x_name_rows(D2, 4, 10) + id_x_name_rows(D3, 4, 20), columns=["id", "x", "name", "ds"]
+    )
     write_deltalake(path, frame, partition_by=["ds"])  # one file per partition
     df = read_table(spark, path, engine, partitions=[{"ds": D2}])
     assert sorted(r.id for r in df.collect()) == [10, 11, 12, 13]
@@ -90,16 +88,22 @@ def test_partition_filter_prunes_files_before_reading(spark, engine, tmp_path):
 
 def test_read_at_an_earlier_version_sees_that_snapshot(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    write_table(spark.createDataFrame(id_x_name_rows(D1, 2), ID_X_NAME_DS), path, engine, mode="append", partition_by=["ds"])
     v0 = table_version(path)
-    write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    write_table(spark.createDataFrame(id_x_name_rows(D1, 3, 50), ID_X_NAME_DS), path, engine, mode="append", partition_by=["ds"])
     assert sorted(r.id for r in read_table(spark, path, engine, version=v0).collect()) == [0, 1]
     assert read_table(spark, path, engine).count() == 5
 
 
 def test_add_actions_carry_file_statistics(spark, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 6), SCHEMA).coalesce(1), path, "embedded", mode="append", partition_by=["ds"])
+    write_table(
+        spark.createDataFrame(id_x_name_rows(D1, 6), ID_X_NAME_DS).coalesce(1),
+        path,
+        "embedded",
+        mode="append",
+        partition_by=["ds"],
+    )
     actions = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
     assert len(actions) == 1
     a = actions[0]
@@ -109,7 +113,14 @@ def test_add_actions_carry_file_statistics(spark, tmp_path):
 
 def test_commit_metadata_is_recorded(spark, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 1), SCHEMA), path, "embedded", mode="append", partition_by=["ds"], commit_metadata={"lakescore.run_id": "abc"})
+    write_table(
+        spark.createDataFrame(id_x_name_rows(D1, 1), ID_X_NAME_DS),
+        path,
+        "embedded",
+        mode="append",
+        partition_by=["ds"],
+        commit_metadata={"lakescore.run_id": "abc"},
+    )
     assert DeltaTable(path).history(1)[0]["lakescore.run_id"] == "abc"
 
 
@@ -117,8 +128,12 @@ def test_write_reports_its_own_commit_version_when_another_commit_follows(spark,
     from jobs.tables import WRITE_TOKEN, committed_version
 
     path = str(tmp_path / "t")
-    first = write_table(spark.createDataFrame(rows_for(D1, 1), SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
-    second = write_table(spark.createDataFrame(rows_for(D1, 1, 10), SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
+    first = write_table(
+        spark.createDataFrame(id_x_name_rows(D1, 1), ID_X_NAME_DS), path, "embedded", mode="append", partition_by=["ds"]
+    )
+    second = write_table(
+        spark.createDataFrame(id_x_name_rows(D1, 1, 10), ID_X_NAME_DS), path, "embedded", mode="append", partition_by=["ds"]
+    )
     assert (first.version, second.version) == (0, 1)
     other = pa.table({"id": pa.array([99], pa.int64()), "x": [1.0], "name": ["other"], "ds": pa.array([D1], pa.date32())})
     write_deltalake(path, other, mode="append")  # another writer, just after
@@ -177,43 +192,45 @@ def test_statistics_skip_files_that_cannot_match_and_never_lose_rows(spark, engi
             read_table(spark, path, engine, embedded_reader="python").where(condition)
             for condition in (F.col("id") > 50, F.col("name").isNull(), F.col("x") > 1000)
         ]
-        assert [sorted(r.id for r in df.collect()) for df in python] == [list(range(100, 110)), list(range(100, 110)), [0, *range(100, 110)]]
+        assert [sorted(r.id for r in df.collect()) for df in python] == [
+            list(range(100, 110)),
+            list(range(100, 110)),
+            [0, *range(100, 110)],
+        ]
         assert [df.rdd.getNumPartitions() for df in python] == [1, 1, 2]
 
 
 def test_read_as_of_a_timestamp_sees_that_snapshot(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    write_table(spark.createDataFrame(id_x_name_rows(D1, 2), ID_X_NAME_DS), path, engine, mode="append", partition_by=["ds"])
     # A commit's time is its log file's modification time (the protocol's rule without in-commit
     # timestamps, and what delta-spark and delta-rs both use), not commitInfo's own clock; 20 ms
     # after it is inside that snapshot whatever the clocks' rounding (the next commit is 200 ms on)
     committed = os.path.getmtime(os.path.join(path, "_delta_log", f"{0:020d}.json"))
     time.sleep(0.2)
-    write_table(spark.createDataFrame(rows_for(D1, 3, 50), SCHEMA), path, engine, mode="append", partition_by=["ds"])
+    write_table(spark.createDataFrame(id_x_name_rows(D1, 3, 50), ID_X_NAME_DS), path, engine, mode="append", partition_by=["ds"])
     as_of = dt.datetime.fromtimestamp(committed + 0.02, dt.UTC).isoformat()
     assert sorted(r.id for r in read_table(spark, path, engine, timestamp=as_of).collect()) == [0, 1]
 
 
 def test_read_as_of_a_timestamp_before_the_first_commit_is_refused(spark, engine, tmp_path):
     path = str(tmp_path / "t")
-    write_table(spark.createDataFrame(rows_for(D1, 2), SCHEMA), path, engine, mode="append", partition_by=["ds"])
-    with pytest.raises(Exception, match="before the earliest version|EARLIER_THAN_COMMIT_RETENTION"):
+    write_table(spark.createDataFrame(id_x_name_rows(D1, 2), ID_X_NAME_DS), path, engine, mode="append", partition_by=["ds"])
+    with pytest.raises(Exception, match=r"before the earliest version|EARLIER_THAN_COMMIT_RETENTION"):
         read_table(spark, path, engine, timestamp="2001-01-01T00:00:00+00:00").collect()
 
 
 def test_app_transaction_makes_a_retried_write_commit_once(spark, engine, tmp_path):
-    import os
-
     path = str(tmp_path / "t")
-    df = spark.createDataFrame(rows_for(D1, 3), SCHEMA)
+    df = spark.createDataFrame(id_x_name_rows(D1, 3), ID_X_NAME_DS)
     write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 7))
-    files_after_first = {f for _, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")}
+    files_after_first = parquet_on_disk(path)
     version = table_version(path)
 
     write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 7))  # a retry
     assert table_version(path) == version and read_table(spark, path, engine).count() == 3
     if engine == "embedded":  # the retry's files were deleted, not left behind
-        assert {f for _, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")} == files_after_first
+        assert parquet_on_disk(path) == files_after_first
 
     write_table(df, path, engine, mode="append", partition_by=["ds"], app_transaction=("job/ds=2024-06-01", 8))
     assert read_table(spark, path, engine).count() == 6
@@ -224,7 +241,7 @@ def test_small_batches_are_gathered_into_row_groups(spark, tmp_path):
     import pyarrow.parquet as pq
 
     path = str(tmp_path / "t")
-    df = spark.createDataFrame(rows_for(D1, 3000) + rows_for(D2, 1000, 10_000), SCHEMA).coalesce(1)
+    df = spark.createDataFrame(id_x_name_rows(D1, 3000) + id_x_name_rows(D2, 1000, 10_000), ID_X_NAME_DS).coalesce(1)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")  # 40 batches, both days in each
     try:
         write_table(df, path, "embedded", mode="append", partition_by=["ds"])
@@ -235,39 +252,55 @@ def test_small_batches_are_gathered_into_row_groups(spark, tmp_path):
         assert (meta.num_row_groups, meta.num_rows) == (1, a["num_records"])  # not one per batch
 
 
-def test_row_groups_are_cut_at_the_row_target_and_at_the_task_buffer_cap(spark, tmp_path, monkeypatch):
-    """The writer in this process (as a task runs it), with small limits to see where it cuts."""
+def write_in_4_row_batches(path, ids_by_day):
+    """The embedded writer in this process (as a task runs it), fed 4-row batches holding every
+    day's next ids: the row counts of each written file's row groups, sorted."""
     import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from jobs.tables import embedded
 
-    def row_groups(path):
-        metas = [pq.ParquetFile(f"{path}/{a['path']}").metadata for a in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()]
-        return sorted(tuple(m.row_group(i).num_rows for i in range(m.num_row_groups)) for m in metas)
+    writer = embedded.DeltaDataSource({"path": path, "partition_by": "ds"}).writer(ID_X_NAME_DS, False)
+    batches = [
+        pa.RecordBatch.from_pylist(
+            [{"id": i, "x": 0.5, "name": "n", "ds": day} for day, ids in ids_by_day for i in ids[k : k + 4]],
+            schema=to_arrow_schema(ID_X_NAME_DS),
+        )
+        for k in range(0, max(len(ids) for _, ids in ids_by_day), 4)
+    ]
+    writer.commit([writer.write(iter(batches))])
+    metas = [
+        pq.ParquetFile(f"{path}/{a['path']}").metadata
+        for a in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
+    ]
+    return sorted(tuple(m.row_group(i).num_rows for i in range(m.num_row_groups)) for m in metas)
 
-    def write(path, ids_by_day):
-        writer = embedded.DeltaDataSource({"path": path, "partition_by": "ds"}).writer(SCHEMA, False)
-        batches = [
-            pa.RecordBatch.from_pylist([{"id": i, "x": 0.5, "name": "n", "ds": day} for day, ids in ids_by_day for i in ids[k : k + 4]], schema=to_arrow_schema(SCHEMA))
-            for k in range(0, max(len(ids) for _, ids in ids_by_day), 4)
-        ]
-        writer.commit([writer.write(iter(batches))])
-        return row_groups(path)
+
+def test_row_groups_are_cut_at_the_row_target(spark, tmp_path, monkeypatch):
+    """With a small row target, to see where the writer cuts."""
+    from jobs.tables import embedded
 
     monkeypatch.setattr(embedded, "ROW_GROUP_ROWS", 10)
-    assert write(str(tmp_path / "a"), [(D1, list(range(30)))]) == [(12, 12, 6)]  # 4-row batches: cut once 10 are reached
+    assert write_in_4_row_batches(str(tmp_path / "a"), [(D1, list(range(30)))]) == [
+        (12, 12, 6)
+    ]  # 4-row batches: cut once 10 are reached
+
+
+def test_row_groups_are_cut_at_the_task_buffer_cap(spark, tmp_path, monkeypatch):
+    """With a tiny cap on the Arrow data a task's open files hold, to see where the writer cuts."""
+    from jobs.tables import embedded
+
     monkeypatch.setattr(embedded, "ROW_GROUP_ROWS", 1000)
     monkeypatch.setattr(embedded, "TASK_BUFFER_BYTES", 1)  # every batch exceeds it: both files write out each time
-    assert write(str(tmp_path / "b"), [(D1, list(range(8))), (D2, list(range(100, 108)))]) == [(4, 4), (4, 4)]
+    assert write_in_4_row_batches(str(tmp_path / "b"), [(D1, list(range(8))), (D2, list(range(100, 108)))]) == [(4, 4), (4, 4)]
 
 
 def test_writes_roll_files_at_the_target_size_with_per_file_statistics(spark, tmp_path):
     import pyarrow.parquet as pq
 
     path = str(tmp_path / "t")
-    rows = rows_for(D1, 3000) + rows_for(D2, 1000, 10_000)
-    df = spark.createDataFrame(rows, SCHEMA).coalesce(1)
+    rows = id_x_name_rows(D1, 3000) + id_x_name_rows(D2, 1000, 10_000)
+    df = spark.createDataFrame(rows, ID_X_NAME_DS).coalesce(1)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
     try:
         write_table(df, path, "embedded", mode="append", partition_by=["ds"], target_file_size=20_000)

@@ -24,17 +24,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-REPO = Path(__file__).resolve().parents[1]
-D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
-SCHEMA = T.StructType([T.StructField("id", T.LongType()), T.StructField("name", T.StringType()), T.StructField("ds", T.DateType())])
-
-
-def rows_for(day, ids):
-    return [(i, f"n{i}", day) for i in ids]
-
-
-def parquet_on_disk(path) -> set[str]:
-    return {os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet")}
+from tests.helpers import D1, D2, ID_NAME_DS, REPO, base_table, delta_rs_rows, id_name_rows, overwrite_at_once, parquet_on_disk
 
 
 def named_by_log(path) -> set[str]:
@@ -50,18 +40,6 @@ def named_by_log(path) -> set[str]:
     return named
 
 
-def table_rows(path):
-    """(id, name, ds) as delta-rs, not Spark, reads them, sorted."""
-    frame = DeltaTable(path).to_pandas()
-    return sorted((int(i), n, d) for i, n, d in frame[["id", "name", "ds"]].itertuples(index=False))
-
-
-def base_table(spark, path):
-    from jobs.tables import write_table
-
-    write_table(spark.createDataFrame(rows_for(D1, [1, 2]) + rows_for(D2, [3]), SCHEMA), path, "embedded", mode="append", partition_by=["ds"])
-
-
 # ---------------------------------------------------------------------------------------------
 # a failed Spark task, a killed writer process, vacuum
 
@@ -73,7 +51,7 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
 
     path = str(tmp_path / "t")
     base_table(spark, path)
-    before, files, rows = table_version(path), parquet_on_disk(path), table_rows(path)
+    before, files, rows = table_version(path), parquet_on_disk(path), delta_rs_rows(path)
 
     seen: set[str] = set()  # every file that existed at some point during the write
     done = threading.Event()
@@ -89,7 +67,9 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
     last = 10_099
     d1 = spark.range(100, last + 1, numPartitions=1).select("id", F.lit("x" * 300).alias("name"), F.lit(D1).alias("ds"))
     d2 = spark.range(30_000, 30_050, numPartitions=1).select("id", F.lit("y").alias("name"), F.lit(D2).alias("ds"))
-    data = d1.union(d2).withColumn("name", F.when(F.col("id") == last, F.raise_error(F.lit("boom on the last row"))).otherwise(F.col("name")))
+    data = d1.union(d2).withColumn(
+        "name", F.when(F.col("id") == last, F.raise_error(F.lit("boom on the last row"))).otherwise(F.col("name"))
+    )
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -117,7 +97,7 @@ def test_a_task_failing_mid_write_leaves_no_files_and_no_commit(spark, tmp_path)
     # rolled and removed in between on a loaded machine, so one is enough to prove it)
     assert {f for f in seen - files if f.startswith("ds=2024-06-01/")}
     assert parquet_on_disk(path) == files  # neither the failed task's files nor the finished task's
-    assert table_rows(path) == rows
+    assert delta_rs_rows(path) == rows
     assert read_table(spark, path, "embedded").count() == len(rows)
 
 
@@ -134,15 +114,17 @@ def test_a_task_still_writing_after_abort_deletes_its_own_files(spark, tmp_path)
 
     path = str(tmp_path / "t")
     base_table(spark, path)
-    files, rows = parquet_on_disk(path), table_rows(path)
-    writer = DeltaDataSource({"path": path, "partition_by": "ds", "target_file_size": "200"}).writer(SCHEMA, False)
+    files, rows = parquet_on_disk(path), delta_rs_rows(path)
+    writer = DeltaDataSource({"path": path, "partition_by": "ds", "target_file_size": "200"}).writer(ID_NAME_DS, False)
     aborted = threading.Event()
     outcome: list[BaseException | object] = []
 
     def batches():
         aborted.wait(30)  # what is still in the socket when the JVM side fails
         for start in range(100, 130, 5):
-            yield pa.RecordBatch.from_pylist([{"id": i, "name": f"n{i}", "ds": D1} for i in range(start, start + 5)], schema=to_arrow_schema(SCHEMA))
+            yield pa.RecordBatch.from_pylist(
+                [{"id": i, "name": f"n{i}", "ds": D1} for i in range(start, start + 5)], schema=to_arrow_schema(ID_NAME_DS)
+            )
 
     worker = threading.Thread(target=lambda: outcome.append(_outcome(lambda: writer.write(batches()))))
     worker.start()
@@ -152,7 +134,7 @@ def test_a_task_still_writing_after_abort_deletes_its_own_files(spark, tmp_path)
     assert len(outcome) == 1 and isinstance(outcome[0], TableWriteError), outcome
     assert "the write had ended (committed or aborted) before this task attempt finished" in str(outcome[0])
     assert parquet_on_disk(path) == files
-    assert table_rows(path) == rows
+    assert delta_rs_rows(path) == rows
 
     # the marker stays for stragglers until vacuum finds it older than the retention
     from jobs.tables import vacuum
@@ -164,7 +146,7 @@ def test_a_task_still_writing_after_abort_deletes_its_own_files(spark, tmp_path)
     assert marker in expired and all(f.startswith("_lakescore/ended/") for f in expired)  # also base_table's commit's
     assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == expired
     assert os.listdir(os.path.join(path, "_lakescore/ended")) == []
-    assert table_rows(path) == rows
+    assert delta_rs_rows(path) == rows
 
 
 def test_commit_deletes_the_files_of_other_attempts_of_its_tasks(spark, tmp_path):
@@ -179,20 +161,24 @@ def test_commit_deletes_the_files_of_other_attempts_of_its_tasks(spark, tmp_path
 
     path = str(tmp_path / "t")
     base_table(spark, path)
-    writer = DeltaDataSource({"path": path, "partition_by": "ds", "target_file_size": "200"}).writer(SCHEMA, False)
+    writer = DeltaDataSource({"path": path, "partition_by": "ds", "target_file_size": "200"}).writer(ID_NAME_DS, False)
 
     def batches(ids, gate=None):
         if gate is not None:
             gate.wait(30)
         for start in range(0, len(ids), 5):
             chunk = ids[start : start + 5]
-            yield pa.RecordBatch.from_pylist([{"id": i, "name": f"n{i}", "ds": D1} for i in chunk], schema=to_arrow_schema(SCHEMA))
+            yield pa.RecordBatch.from_pylist(
+                [{"id": i, "name": f"n{i}", "ds": D1} for i in chunk], schema=to_arrow_schema(ID_NAME_DS)
+            )
 
     lost = writer.write(batches(list(range(100, 110))))  # attempt 1: wrote, then its task failed: never reported
     lost_files = {unquote(a["path"]) for a in lost.adds}
     assert lost_files <= parquet_on_disk(path)
     gate, outcome = threading.Event(), []
-    straggler = threading.Thread(target=lambda: outcome.append(_outcome(lambda: writer.write(batches(list(range(100, 110)), gate)))))
+    straggler = threading.Thread(
+        target=lambda: outcome.append(_outcome(lambda: writer.write(batches(list(range(100, 110)), gate))))
+    )
     straggler.start()  # attempt 3, speculative, still running when the job commits
     won = writer.write(batches(list(range(100, 110))))  # attempt 2: reported
     writer.commit([won])
@@ -201,14 +187,14 @@ def test_commit_deletes_the_files_of_other_attempts_of_its_tasks(spark, tmp_path
 
     assert isinstance(outcome[0], TableWriteError), outcome
     assert parquet_on_disk(path) == named_by_log(path)  # attempt 1's files swept, attempt 3 deleted its own
-    assert table_rows(path) == sorted(rows_for(D1, [1, 2, *range(100, 110)]) + rows_for(D2, [3]))
+    assert delta_rs_rows(path) == sorted(id_name_rows(D1, [1, 2, *range(100, 110)]) + id_name_rows(D2, [3]))
 
 
 def _outcome(fn):
     """What fn returned, or the exception it raised (a writer task run in a thread)."""
     try:
         return fn()
-    except BaseException as err:  # noqa: BLE001 - the outcome is what the test checks
+    except BaseException as err:  # the outcome is what the test checks
         return err
 
 
@@ -217,13 +203,13 @@ def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark,
 
     path = str(tmp_path / "t")
     base_table(spark, path)
-    before, rows = table_version(path), table_rows(path)
+    before, rows = table_version(path), delta_rs_rows(path)
 
     killed = run_writers(tmp_path, {"name": "k", "ids": list(range(100, 160)), "kill_at_batch": 5, "target_file_size": 150})[0]
     assert killed.returncode == -9, killed.stderr  # SIGKILL: no except block, no abort ran
     orphans = parquet_on_disk(path) - named_by_log(path)
     assert len(orphans) >= 2  # files it had rolled and closed, plus the one still open when it died
-    assert table_version(path) == before and table_rows(path) == rows
+    assert table_version(path) == before and delta_rs_rows(path) == rows
 
     # at the default retention (a week) fresh files are kept: they could be a running write's
     assert vacuum(path) == []
@@ -235,7 +221,7 @@ def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark,
 
     assert vacuum(path, retention_hours=0, dry_run=False, allow_short_retention=True) == sorted([*orphans, *markers])
     assert parquet_on_disk(path) == named_by_log(path)
-    assert table_rows(path) == rows
+    assert delta_rs_rows(path) == rows
     back = sorted((r.id, r.name, r.ds) for r in read_table(spark, path, "embedded").collect())
     assert back == rows
 
@@ -245,16 +231,9 @@ def test_killed_writer_leaves_only_unreferenced_files_that_vacuum_removes(spark,
 
 
 def test_two_processes_replacing_different_partitions_both_commit(spark, tmp_path):
-    path = str(tmp_path / "t")
-    base_table(spark, path)
-    before = DeltaTable(path).version()
-    a, b = run_writers(
-        tmp_path,
-        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "overwrite"},
-        {"name": "b", "ids": [20, 21, 22], "day": D2.isoformat(), "mode": "overwrite"},
-    )
+    path, before, a, b = overwrite_at_once(spark, tmp_path, run_writers, D1, D2)
     assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
-    assert table_rows(path) == sorted(rows_for(D1, [10, 11]) + rows_for(D2, [20, 21, 22]))
+    assert delta_rs_rows(path) == sorted(id_name_rows(D1, [10, 11]) + id_name_rows(D2, [20, 21, 22]))
     assert DeltaTable(path).version() == before + 2
     assert parquet_on_disk(path) == named_by_log(path)
 
@@ -268,41 +247,27 @@ def test_two_processes_appending_at_once_both_commit(spark, tmp_path):
         {"name": "b", "ids": [20], "day": D1.isoformat(), "mode": "append"},
     )
     assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
-    assert table_rows(path) == sorted(rows_for(D1, [1, 2, 10, 11, 20]) + rows_for(D2, [3]))
+    assert delta_rs_rows(path) == sorted(id_name_rows(D1, [1, 2, 10, 11, 20]) + id_name_rows(D2, [3]))
 
 
 def test_two_processes_replacing_the_same_partition_one_wins_the_other_fails_cleanly(spark, tmp_path):
-    path = str(tmp_path / "t")
-    base_table(spark, path)
-    before = DeltaTable(path).version()
-    a, b = run_writers(
-        tmp_path,
-        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "overwrite", "conflict": "fail"},
-        {"name": "b", "ids": [20, 21, 22], "day": D1.isoformat(), "mode": "overwrite", "conflict": "fail"},
-    )
+    path, before, a, b = overwrite_at_once(spark, tmp_path, run_writers, D1, D1, conflict="fail")
     assert sorted((a.returncode, b.returncode)) == [0, 3], (a.stderr, b.stderr)
     winner, loser = (a, b) if a.returncode == 0 else (b, a)
     assert "ConcurrentWriteError" in loser.stdout
     assert f"Delta write to {path}: partition(s) ds=2024-06-01 were changed by another writer's commit" in loser.stdout
     winner_ids = [10, 11] if winner is a else [20, 21, 22]
-    assert table_rows(path) == sorted(rows_for(D1, winner_ids) + rows_for(D2, [3]))  # the winner's rows only, once
+    assert delta_rs_rows(path) == sorted(id_name_rows(D1, winner_ids) + id_name_rows(D2, [3]))  # the winner's rows only, once
     assert DeltaTable(path).version() == before + 1
     assert parquet_on_disk(path) == named_by_log(path)  # the loser's files were deleted
 
 
 def test_same_partition_with_conflict_retry_commits_both_and_the_later_replaces_the_earlier(spark, tmp_path):
-    path = str(tmp_path / "t")
-    base_table(spark, path)
-    before = DeltaTable(path).version()
-    a, b = run_writers(
-        tmp_path,
-        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "mode": "overwrite", "conflict": "retry"},
-        {"name": "b", "ids": [20, 21, 22], "day": D1.isoformat(), "mode": "overwrite", "conflict": "retry"},
-    )
+    path, before, a, b = overwrite_at_once(spark, tmp_path, run_writers, D1, D1, conflict="retry")
     assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
     assert DeltaTable(path).version() == before + 2
     last = DeltaTable(path).history(1)[0]["lakescore.writer"]
-    assert table_rows(path) == sorted(rows_for(D1, [10, 11] if last == "a" else [20, 21, 22]) + rows_for(D2, [3]))
+    assert delta_rs_rows(path) == sorted(id_name_rows(D1, [10, 11] if last == "a" else [20, 21, 22]) + id_name_rows(D2, [3]))
     assert parquet_on_disk(path) == named_by_log(path)
 
 
@@ -310,7 +275,7 @@ def test_conflict_options_are_refused_before_spark_does_any_work(spark, tmp_path
     from jobs.tables import write_table
 
     path = str(tmp_path / "t")
-    df = spark.createDataFrame(rows_for(D1, [1]), SCHEMA)
+    df = spark.createDataFrame(id_name_rows(D1, [1]), ID_NAME_DS)
     with pytest.raises(ValueError, match=r"conflict must be one of \('fail', 'retry'\), got 'ignore'"):
         write_table(df, path, "embedded", mode="append", partition_by=["ds"], conflict="ignore")
     with pytest.raises(ValueError, match="max_retries must be between 0 and 100, got -1"):
@@ -356,18 +321,23 @@ def test_a_commit_landing_during_a_spark_overwrite_is_caught(spark, engine, tmp_
     base_table(spark, path)
     before = DeltaTable(path).version()
     meddle = meddling_write(path, str(tmp_path / "meddled"))
-    data = spark.createDataFrame(rows_for(D1, [10, 11]), SCHEMA).coalesce(1).withColumn("name", meddle("name"))
-    write = lambda: write_table(data, path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}], conflict=conflict)  # noqa: E731
+    data = spark.createDataFrame(id_name_rows(D1, [10, 11]), ID_NAME_DS).coalesce(1).withColumn("name", meddle("name"))
+
+    def write():
+        return write_table(
+            data, path, engine, mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": D1}], conflict=conflict
+        )
+
     if conflict == "fail":
         with pytest.raises(ConcurrentWriteError, match=rf"Delta write to {path}: {CONFLICT_MESSAGES[engine]}"):
             write()
-        expected = rows_for(D1, [1, 2]) + [(99, "other", D1)] + rows_for(D2, [3])  # the other writer's row stays
+        expected = [*id_name_rows(D1, [1, 2]), (99, "other", D1), *id_name_rows(D2, [3])]  # the other writer's row stays
         assert DeltaTable(path).version() == before + 1
     else:
         write()
-        expected = rows_for(D1, [10, 11]) + rows_for(D2, [3])  # written again on top: replaces the other's row too
+        expected = id_name_rows(D1, [10, 11]) + id_name_rows(D2, [3])  # written again on top: replaces the other's row too
         assert DeltaTable(path).version() == before + 2
-    assert table_rows(path) == sorted(expected)
+    assert delta_rs_rows(path) == sorted(expected)
     assert sorted((r.id, r.name, r.ds) for r in read_table(spark, path, engine).collect()) == sorted(expected)
     if engine == "embedded":  # delta-spark leaves a failed attempt's files for VACUUM, as designed
         assert parquet_on_disk(path) == named_by_log(path)
@@ -380,8 +350,24 @@ def run_writers(tmp_path, *specs, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = []
     for spec in specs:
-        full = {"path": str(tmp_path / "t"), "barrier": str(barrier), "peers": [s["name"] for s in specs], "day": D1.isoformat(), "mode": "append", **spec}
-        procs.append(subprocess.Popen([sys.executable, __file__, json.dumps(full)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        full = {
+            "path": str(tmp_path / "t"),
+            "barrier": str(barrier),
+            "peers": [s["name"] for s in specs],
+            "day": D1.isoformat(),
+            "mode": "append",
+            **spec,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, json.dumps(full)],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)
@@ -413,10 +399,10 @@ def writer_process(spec: dict) -> int:
     overwrite = spec["mode"] == "overwrite"
     if overwrite:
         options["replace_partitions"] = json.dumps([{"ds": day.isoformat()}])
-    writer = DeltaDataSource(options).writer(SCHEMA, overwrite)  # planning: takes the snapshot version
+    writer = DeltaDataSource(options).writer(ID_NAME_DS, overwrite)  # planning: takes the snapshot version
 
-    arrow_schema = to_arrow_schema(SCHEMA)
-    rows = rows_for(day, spec["ids"])
+    arrow_schema = to_arrow_schema(ID_NAME_DS)
+    rows = id_name_rows(day, spec["ids"])
 
     def batches():
         for n, start in enumerate(range(0, len(rows), 5)):

@@ -6,7 +6,6 @@ processes meet at a barrier inside their writes, so their transactions overlap e
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -16,20 +15,17 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import REPO
-from tests.test_tables_concurrency import base_table, rows_for, table_rows
-
-D1, D2 = dt.date(2024, 6, 1), dt.date(2024, 6, 2)
+from tests.helpers import D1, D2, REPO, delta_rs_rows, id_name_rows, overwrite_at_once
 
 pytestmark = pytest.mark.slow  # two spark-submits per test
 
 
-WRITER = '''
+WRITER = """
 import datetime as dt, json, os, sys, time
 from pathlib import Path
 from pyspark.sql import SparkSession, functions as F, types as T
 from jobs.tables import ConcurrentWriteError, write_table
-from tests.test_tables_concurrency import SCHEMA, rows_for
+from tests.helpers import ID_NAME_DS, id_name_rows
 
 spec = json.loads(sys.argv[1])
 spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
@@ -45,14 +41,14 @@ def meet(name):
         time.sleep(0.05)
     return name
 
-df = spark.createDataFrame(rows_for(day, spec["ids"]), SCHEMA).coalesce(1).withColumn("name", meet("name"))
+df = spark.createDataFrame(id_name_rows(day, spec["ids"]), ID_NAME_DS).coalesce(1).withColumn("name", meet("name"))
 try:
     write_table(df, spec["path"], "native", mode="overwrite", partition_by=["ds"], replace_partitions=[{"ds": day}],
                 conflict=spec["conflict"], commit_metadata={"lakescore.writer": spec["name"]})
 except ConcurrentWriteError as err:
     print(f"ConcurrentWriteError: {err}", flush=True)
     sys.exit(3)
-'''
+"""
 
 
 def submit_writers(tmp_path: Path, *specs: dict) -> list[subprocess.CompletedProcess]:
@@ -71,7 +67,13 @@ def submit_writers(tmp_path: Path, *specs: dict) -> list[subprocess.CompletedPro
     # blocked on its stderr never reaches the barrier its peer is waiting at
     procs = []
     for spec in specs:
-        full = {"path": str(tmp_path / "t"), "barrier": str(barrier), "peers": [s["name"] for s in specs], "conflict": "fail", **spec}
+        full = {
+            "path": str(tmp_path / "t"),
+            "barrier": str(barrier),
+            "peers": [s["name"] for s in specs],
+            "conflict": "fail",
+            **spec,
+        }
         argv = [spark_submit, "--master", "local[1]", *submit_args(), str(script), json.dumps(full)]
         logs = (tmp_path / f"{spec['name']}.out", tmp_path / f"{spec['name']}.err")
         with logs[0].open("w") as stdout, logs[1].open("w") as stderr:
@@ -84,39 +86,25 @@ def submit_writers(tmp_path: Path, *specs: dict) -> list[subprocess.CompletedPro
 
 
 def test_two_spark_submits_replacing_different_partitions_both_commit(spark, native, tmp_path):
-    path = str(tmp_path / "t")
-    base_table(spark, path)
-    before = DeltaTable(path).version()
-    a, b = submit_writers(
-        tmp_path,
-        {"name": "a", "ids": [10, 11], "day": D1.isoformat()},
-        {"name": "b", "ids": [20, 21, 22], "day": D2.isoformat()},
-    )
+    path, before, a, b = overwrite_at_once(spark, tmp_path, submit_writers, D1, D2)
     assert (a.returncode, b.returncode) == (0, 0), (a.stderr[-3000:], b.stderr[-3000:])
-    assert table_rows(path) == sorted(rows_for(D1, [10, 11]) + rows_for(D2, [20, 21, 22]))
+    assert delta_rs_rows(path) == sorted(id_name_rows(D1, [10, 11]) + id_name_rows(D2, [20, 21, 22]))
     assert DeltaTable(path).version() == before + 2
 
 
 @pytest.mark.parametrize("conflict", ["fail", "retry"])
 def test_two_spark_submits_replacing_the_same_partition_conflict(spark, native, tmp_path, conflict):
-    path = str(tmp_path / "t")
-    base_table(spark, path)
-    before = DeltaTable(path).version()
-    a, b = submit_writers(
-        tmp_path,
-        {"name": "a", "ids": [10, 11], "day": D1.isoformat(), "conflict": conflict},
-        {"name": "b", "ids": [20, 21, 22], "day": D1.isoformat(), "conflict": conflict},
-    )
+    path, before, a, b = overwrite_at_once(spark, tmp_path, submit_writers, D1, D1, conflict=conflict)
     if conflict == "fail":
         assert sorted((a.returncode, b.returncode)) == [0, 3], (a.stderr[-3000:], b.stderr[-3000:])
         winner, loser = (a, b) if a.returncode == 0 else (b, a)
         assert f"ConcurrentWriteError: Delta write to {path}: another writer's commit conflicts with this write" in loser.stdout
         winner_ids = [10, 11] if winner is a else [20, 21, 22]
-        assert table_rows(path) == sorted(rows_for(D1, winner_ids) + rows_for(D2, [3]))  # the winner's rows, once
+        assert delta_rs_rows(path) == sorted(id_name_rows(D1, winner_ids) + id_name_rows(D2, [3]))  # the winner's rows, once
         assert DeltaTable(path).version() == before + 1
     else:
         assert (a.returncode, b.returncode) == (0, 0), (a.stderr[-3000:], b.stderr[-3000:])
         assert DeltaTable(path).version() == before + 2
         last = json.loads(DeltaTable(path).history(1)[0]["userMetadata"])["lakescore.writer"]
-        assert table_rows(path) == sorted(rows_for(D1, [10, 11] if last == "a" else [20, 21, 22]) + rows_for(D2, [3]))
+        assert delta_rs_rows(path) == sorted(id_name_rows(D1, [10, 11] if last == "a" else [20, 21, 22]) + id_name_rows(D2, [3]))
         assert any("writing again on the new snapshot" in p.stdout + p.stderr for p in (a, b))

@@ -29,7 +29,9 @@ def test_string_partition_values_with_escaped_characters_read_exactly(spark, tmp
         write_deltalake(path, pa.table({"id": ids, "p": pa.array(NASTY, pa.string())}), partition_by=["p"])
     else:
         schema = T.StructType([T.StructField("id", T.LongType()), T.StructField("p", T.StringType())])
-        write_table(spark.createDataFrame(list(zip(ids, NASTY, strict=True)), schema), path, "embedded", mode="append", partition_by=["p"])
+        write_table(
+            spark.createDataFrame(list(zip(ids, NASTY, strict=True)), schema), path, "embedded", mode="append", partition_by=["p"]
+        )
     truth = sorted(((r["id"], r["p"]) for r in DeltaTable(path).to_pyarrow_table().to_pylist()), key=repr)
     assert truth == sorted(zip(ids, NASTY, strict=True), key=repr)
     # whichever reader auto picks (files whose directory Spark would unescape differently go
@@ -55,7 +57,10 @@ def test_typed_partition_columns_and_null_partitions_go_through_spark_parquet(sp
     write_deltalake(path, data, partition_by=["n", "flag", "d"])
     df = read_table(spark, path, "embedded", embedded_reader="spark")  # raises if it could not
     assert [(f.name, f.dataType) for f in df.schema.fields] == [
-        ("id", T.LongType()), ("n", T.IntegerType()), ("flag", T.BooleanType()), ("d", T.DateType())
+        ("id", T.LongType()),
+        ("n", T.IntegerType()),
+        ("flag", T.BooleanType()),
+        ("d", T.DateType()),
     ]
     assert rows_of(df, "id", "n", "flag", "d") == sorted((tuple(r.values()) for r in data.to_pylist()), key=repr)
     assert rows_of(read_table(spark, path, "embedded", filters=[("n", "=", 7), ("flag", "is null", None)]), "id") == [(4,)]
@@ -151,7 +156,9 @@ def test_tables_with_features_the_engine_cannot_honor_are_refused_by_name(spark,
     path = str(tmp_path / "t")
     write_deltalake(path, pa.table({"id": [1, 2]}), configuration=configuration)
     for reader in ("auto", "python"):
-        with pytest.raises(Exception, match=f"reader feature\\(s\\) [^;]*\\b{feature}\\b[^;]* that the embedded engine cannot read"):
+        with pytest.raises(
+            Exception, match=f"reader feature\\(s\\) [^;]*\\b{feature}\\b[^;]* that the embedded engine cannot read"
+        ):
             read_table(spark, path, "embedded", embedded_reader=reader).collect()
     more = spark.createDataFrame([(3,)], "id long")
     with pytest.raises(Exception, match=f"reader feature\\(s\\) [^;]*\\b{feature}\\b[^;]* that the embedded engine cannot write"):
@@ -166,7 +173,9 @@ def test_partition_specs_follow_sql_on_both_readers(spark, tmp_path):
     by it is a plain filter, a null matches nothing (SQL's =), and a string for a date is refused."""
     path = str(tmp_path / "t")
     day = dt.date(2024, 6, 1)
-    data = pa.table({"id": [1, 2, 3], "day": pa.array([day, day, None], pa.date32()), "ds": pa.array([day, None, day], pa.date32())})
+    data = pa.table(
+        {"id": [1, 2, 3], "day": pa.array([day, day, None], pa.date32()), "ds": pa.array([day, None, day], pa.date32())}
+    )
     write_deltalake(path, data, partition_by=["ds"])
     for reader in BOTH:
         assert rows_of(read_table(spark, path, "embedded", [{"day": day}], embedded_reader=reader), "id") == [(1,), (2,)]
@@ -181,7 +190,9 @@ def test_timestamp_statistics_cut_to_the_millisecond_never_skip_a_matching_file(
     moment = dt.datetime(2024, 6, 1, 12, 0, 0, 999)  # the log's max says 12:00:00.000
     write_deltalake(path, pa.table({"id": [1], "ts": pa.array([moment], pa.timestamp("us"))}))
     for reader in BOTH:
-        df = read_table(spark, path, "embedded", filters=[("ts", ">=", dt.datetime(2024, 6, 1, 12, 0, 0, 500))], embedded_reader=reader)
+        df = read_table(
+            spark, path, "embedded", filters=[("ts", ">=", dt.datetime(2024, 6, 1, 12, 0, 0, 500))], embedded_reader=reader
+        )
         assert rows_of(df, "id") == [(1,)], reader
 
 

@@ -29,8 +29,12 @@ COLUMNS = [
     ("ntz", T.TimestampNTZType(), pa.timestamp("us"), TS),
     ("arr", T.ArrayType(T.LongType()), pa.list_(pa.int64()), [1, None, 3]),
     ("m", T.MapType(T.StringType(), T.DoubleType()), pa.map_(pa.string(), pa.float64()), {"k": 0.5}),
-    ("st", T.StructType([T.StructField("x", T.IntegerType()), T.StructField("y", T.StringType())]),
-     pa.struct([("x", pa.int32()), ("y", pa.string())]), (4, "z")),
+    (
+        "st",
+        T.StructType([T.StructField("x", T.IntegerType()), T.StructField("y", T.StringType())]),
+        pa.struct([("x", pa.int32()), ("y", pa.string())]),
+        (4, "z"),
+    ),
 ]
 SPARK_SCHEMA = T.StructType([T.StructField(n, t, True) for n, t, _, _ in COLUMNS] + [T.StructField("ds", T.DateType())])
 D1 = dt.date(2024, 6, 1)
@@ -77,6 +81,7 @@ def test_every_type_written_by_spark_reads_back_exactly_with_delta_rs(spark, eng
             assert value == want[name], name
     schema = pa.schema(DeltaTable(path).schema().to_arrow())
     assert {f.name: str(f.type) for f in schema}["dec"] == "decimal128(18, 4)"
+
 
 def test_every_type_written_by_delta_rs_reads_back_exactly_in_spark(spark, engine, tmp_path):
     path = str(tmp_path / "t")

@@ -57,7 +57,12 @@ def test_every_broken_rule_is_listed_not_just_the_first(spark):
 def test_reasons_carry_the_column_and_a_message(spark):
     df = spark.createDataFrame([(1, 101, 1.0, "basic")], SCHEMA).transform(validate(RULES))
     (reason,) = df.select(F.explode(REASONS).alias("r")).select("r.*").collect()
-    assert reason.asDict() == {"rule": "tenure_range", "column": "tenure", "message": "tenure is outside [0, 100]", "code": "range"}
+    assert reason.asDict() == {
+        "rule": "tenure_range",
+        "column": "tenure",
+        "message": "tenure is outside [0, 100]",
+        "code": "range",
+    }
 
 
 def test_without_rules_every_row_is_good(spark):
@@ -75,9 +80,13 @@ def test_regex_breaks_on_a_non_matching_value_and_ignores_nulls(spark):
     rule = RuleConfig("regex", "plan_format", "plan", pattern="^[a-z]+$")
     rows = [(1, 0, 0.0, "basic"), (2, 0, 0.0, "Basic"), (3, 0, 0.0, None), (4, 0, 0.0, "basic2"), (5, 0, 0.0, "")]
     expected = spark.createDataFrame(
-        [(1, []), (2, [("plan_format", "plan", "plan does not match ^[a-z]+$", "regex")]), (3, []),
-         (4, [("plan_format", "plan", "plan does not match ^[a-z]+$", "regex")]),
-         (5, [("plan_format", "plan", "plan does not match ^[a-z]+$", "regex")])],
+        [
+            (1, []),
+            (2, [("plan_format", "plan", "plan does not match ^[a-z]+$", "regex")]),
+            (3, []),
+            (4, [("plan_format", "plan", "plan does not match ^[a-z]+$", "regex")]),
+            (5, [("plan_format", "plan", "plan does not match ^[a-z]+$", "regex")]),
+        ],
         "id long, reasons array<struct<rule string, column string, message string, code string>>",
     )
     assert_df_equality(reasons(spark, rows, SCHEMA, [rule]), expected, ignore_row_order=True, ignore_nullable=True)
@@ -86,10 +95,14 @@ def test_regex_breaks_on_a_non_matching_value_and_ignores_nulls(spark):
 def test_unique_quarantines_every_row_of_a_duplicated_key_with_the_count(spark):
     rule = RuleConfig("unique", "key_unique", columns=("id", "plan"))
     rows = [
-        (1, 0, 0.0, "a"), (1, 1, 0.0, "a"), (1, 2, 0.0, "a"),  # three rows share (1, a)
+        (1, 0, 0.0, "a"),
+        (1, 1, 0.0, "a"),
+        (1, 2, 0.0, "a"),  # three rows share (1, a)
         (1, 0, 0.0, "b"),  # same id, other plan: a different key
-        (2, 0, 0.0, None), (2, 0, 0.0, None),  # a key with a null part is not compared
-        (None, 0, 0.0, "a"), (None, 0, 0.0, "a"),
+        (2, 0, 0.0, None),
+        (2, 0, 0.0, None),  # a key with a null part is not compared
+        (None, 0, 0.0, "a"),
+        (None, 0, 0.0, "a"),
     ]
     dup = [("key_unique", "id, plan", "(id, plan) is duplicated: 3 rows share this key", "unique")]
     expected = spark.createDataFrame(
@@ -109,7 +122,14 @@ def test_unique_adds_no_columns_and_an_empty_partition_stays_empty(spark):
 def test_range_allow_nan_lets_nan_and_inf_through_but_still_checks_bounds(spark):
     strict = RuleConfig("range", "strict", "charge", min=0, max=10)
     lenient = RuleConfig("range", "lenient", "charge", min=0, max=10, allow_nan=True)
-    rows = [(1, 0, math.nan, "a"), (2, 0, math.inf, "a"), (3, 0, -math.inf, "a"), (4, 0, 11.0, "a"), (5, 0, 5.0, "a"), (6, 0, None, "a")]
+    rows = [
+        (1, 0, math.nan, "a"),
+        (2, 0, math.inf, "a"),
+        (3, 0, -math.inf, "a"),
+        (4, 0, 11.0, "a"),
+        (5, 0, 5.0, "a"),
+        (6, 0, None, "a"),
+    ]
     expected = spark.createDataFrame(
         [(1, ["strict"]), (2, ["strict"]), (3, ["strict"]), (4, ["strict", "lenient"]), (5, []), (6, [])],
         "id long, rules array<string>",
@@ -185,7 +205,10 @@ def expected_rules(rows):
 @given(rows=st.lists(ROW, min_size=0, max_size=25))
 def test_every_row_is_scored_or_quarantined_with_every_reason_it_earns(spark, rows):
     df = spark.createDataFrame([(i, *r) for i, r in enumerate(rows)], PROP_SCHEMA).transform(validate(PROP_RULES))
-    got = {r["row"]: (r["q"], set(r["rules"])) for r in df.select("row", is_quarantined().alias("q"), F.col(REASONS)["rule"].alias("rules")).collect()}
+    got = {
+        r["row"]: (r["q"], set(r["rules"]))
+        for r in df.select("row", is_quarantined().alias("q"), F.col(REASONS)["rule"].alias("rules")).collect()
+    }
     expected = expected_rules(rows)
     assert sorted(got) == list(range(len(rows)))  # rows in = rows out, none lost or repeated
     good = [i for i, (q, _) in got.items() if not q]

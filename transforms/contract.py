@@ -11,6 +11,21 @@ from pyspark.sql import types as T
 
 log = logging.getLogger("lakescore.contract")
 
+# a contract's type names (the values of jobs.config.CONTRACT_TYPES) as Spark types
+SPARK_TYPES: dict[str, T.DataType] = {
+    "boolean": T.BooleanType(),
+    "tinyint": T.ByteType(),
+    "smallint": T.ShortType(),
+    "int": T.IntegerType(),
+    "bigint": T.LongType(),
+    "float": T.FloatType(),
+    "double": T.DoubleType(),
+    "string": T.StringType(),
+    "binary": T.BinaryType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
+}
+
 # found type -> types it may be widened to without losing values
 _WIDENINGS: dict[type, tuple[type, ...]] = {
     T.ByteType: (T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType),
@@ -25,9 +40,7 @@ class ContractError(ValueError):
     """The input breaks the contract: nothing may be scored or written."""
 
 
-def check_contract(
-    schema: T.StructType, required: Mapping[str, T.DataType | None], table: str
-) -> dict[str, T.DataType]:
+def check_contract(schema: T.StructType, required: Mapping[str, T.DataType | None], table: str) -> dict[str, T.DataType]:
     """Check ``schema`` against ``required`` (column -> expected type, None for any type).
 
     Returns:
@@ -59,7 +72,9 @@ def conform(casts: Mapping[str, T.DataType]) -> Callable[[DataFrame], DataFrame]
 
     def _(df: DataFrame) -> DataFrame:
         for column, target in casts.items():
-            log.info("contract: widening %s from %s to %s", column, df.schema[column].dataType.simpleString(), target.simpleString())
+            log.info(
+                "contract: widening %s from %s to %s", column, df.schema[column].dataType.simpleString(), target.simpleString()
+            )
         return df.select(*[F.col(c).cast(casts[c]).alias(c) if c in casts else F.col(c) for c in df.columns])
 
     return _

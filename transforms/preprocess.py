@@ -1,6 +1,6 @@
 """Preprocessing steps declared in YAML, each a factory of a DataFrame -> DataFrame transform.
 
-The same pipeline runs where the model is trained (``jobs.reference.fit_pipeline``) and where it
+The same pipeline runs where the model is trained (``jobs.model.training.fit_pipeline``) and where it
 is scored, so the model sees features computed by one piece of code in both places.
 """
 
@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.config import StepConfig
+from transforms.specs import StepConfig
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -56,7 +56,9 @@ def clip(column: str, lower: float, upper: float) -> Transform:
         col = F.col(column)
         # greatest/least skip nulls (greatest(null, 0) is 0) and NaN sorts above every number (least(NaN, 10)
         # is 10): keep both missing rather than turn them into a bound
-        missing = col.isNull() | F.isnan(col) if isinstance(df.schema[column].dataType, (T.DoubleType, T.FloatType)) else col.isNull()
+        missing = (
+            col.isNull() | F.isnan(col) if isinstance(df.schema[column].dataType, (T.DoubleType, T.FloatType)) else col.isNull()
+        )
         return _replace(df, column, F.when(missing, col).otherwise(F.least(F.greatest(col, F.lit(lower)), F.lit(upper))))
 
     return _
@@ -131,13 +133,13 @@ def reads(cfg: StepConfig) -> tuple[str, ...]:
         return tuple(old for old, _ in cfg.param("columns"))
     if cfg.kind == "derive":
         return ()
-    return (cfg.column,)
+    return (cfg.target,)
 
 
 def writes(cfg: StepConfig) -> tuple[str, ...]:
     """The columns a step creates that were not in its input (before it ran)."""
     if cfg.kind == "derive":
-        return (cfg.column,)
+        return (cfg.target,)
     if cfg.kind == "rename":
         return tuple(new for _, new in cfg.param("columns"))
     return ()
@@ -163,26 +165,26 @@ def step(cfg: StepConfig, fitted: Any = None) -> Transform:
 
     Args:
         fitted: for ``fill_null`` from a reference statistic, the value that statistic had on the
-            training data (see :func:`jobs.reference.fit_pipeline`).
+            training data (see :func:`jobs.model.training.fit_pipeline`).
     """
     if cfg.kind == "cast":
-        return cast(cfg.column, cfg.param("to"))
+        return cast(cfg.target, cfg.param("to"))
     if cfg.kind == "fill_null":
         if cfg.param("reference") is not None:
             if fitted is None:
                 raise PipelineError(f"fill_null {cfg.column}: no fitted {cfg.param('reference')} from the training reference")
-            return fill_null(cfg.column, fitted)
-        return fill_null(cfg.column, cfg.param("value"))
+            return fill_null(cfg.target, fitted)
+        return fill_null(cfg.target, cfg.param("value"))
     if cfg.kind == "clip":
-        return clip(cfg.column, cfg.param("lower"), cfg.param("upper"))
+        return clip(cfg.target, cfg.param("lower"), cfg.param("upper"))
     if cfg.kind == "log1p":
-        return log1p(cfg.column)
+        return log1p(cfg.target)
     if cfg.kind == "bucketize":
-        return bucketize(cfg.column, cfg.param("splits"))
+        return bucketize(cfg.target, cfg.param("splits"))
     if cfg.kind == "map_categories":
-        return map_categories(cfg.column, dict(cfg.param("mapping")), cfg.param("other"))
+        return map_categories(cfg.target, dict(cfg.param("mapping")), cfg.param("other"))
     if cfg.kind == "derive":
-        return derive(cfg.column, cfg.param("expr"))
+        return derive(cfg.target, cfg.param("expr"))
     if cfg.kind == "select":
         return select(cfg.param("columns"))
     if cfg.kind == "rename":
@@ -198,9 +200,13 @@ def apply_step(df: DataFrame, index: int, cfg: StepConfig, fitted: Any = None) -
     """One step on ``df``; errors name the step's index and the column."""
     missing = [c for c in reads(cfg) if c not in df.columns]
     if missing:
-        raise PipelineError(f"{describe(index, cfg)}: column {missing[0]!r} is not in its input (columns: {', '.join(df.columns)})")
+        raise PipelineError(
+            f"{describe(index, cfg)}: column {missing[0]!r} is not in its input (columns: {', '.join(df.columns)})"
+        )
     if cfg.kind == "rename":
-        clash = sorted(set(new for old, new in cfg.param("columns")) & (set(df.columns) - {old for old, _ in cfg.param("columns")}))
+        clash = sorted(
+            set(new for old, new in cfg.param("columns")) & (set(df.columns) - {old for old, _ in cfg.param("columns")})
+        )
         if clash:
             raise PipelineError(f"{describe(index, cfg)}: column {clash[0]!r} already exists")
     try:  # classic Spark analyses eagerly: a bad expression or type fails here, before any row is read

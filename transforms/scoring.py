@@ -101,8 +101,10 @@ def score(
         model = model_cache.get(model_location)
         for batch in batches:
             rows = batch.num_rows
-            frame = _as_frame(model.predict(features_to_pandas(batch, features)), names, rows) if rows else pd.DataFrame(
-                {n: pd.Series([], dtype=object) for n in names}
+            frame = (
+                _as_frame(model.predict(features_to_pandas(batch, features)), names, rows)
+                if rows
+                else pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
             )
             kept = [batch.column(c) for c in passthrough]
             yield pa.RecordBatch.from_arrays(kept + outputs_to_arrow(frame, outputs), names=passthrough + names)
@@ -111,5 +113,38 @@ def score(
         inputs = list(dict.fromkeys([*passthrough, *features]))
         result_schema = T.StructType([df.schema[c] for c in passthrough] + list(outputs.fields))
         return df.select(*[F.col(c) for c in inputs]).mapInArrow(predict, result_schema)
+
+    return _
+
+
+# what every scored row says of where it came from
+LINEAGE = ("model_name", "model_version", "run_id", "scored_at")
+
+
+def scored_rows(
+    passthrough: Sequence[str],
+    outputs: T.StructType,
+    model_name: str,
+    model_version: int | str | None,  # None: a model outside the registry (a null model_version)
+    run_id: str,
+    scored_at: Any,
+    partition_by: Sequence[str],
+    extra: Sequence[str] = (),
+) -> Callable[[DataFrame], DataFrame]:
+    """The scored table's contract: keys and pass-through, the model's outputs, lineage (``LINEAGE``),
+    then the partition columns. ``extra`` columns ride along at the end (for profiling; drop them
+    before the write)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        return df.select(
+            *[c for c in passthrough if c not in partition_by],
+            *outputs.fieldNames(),
+            F.lit(model_name).alias("model_name"),
+            F.lit(model_version).cast("string").alias("model_version"),
+            F.lit(run_id).alias("run_id"),
+            F.lit(scored_at).alias("scored_at"),
+            *partition_by,
+            *extra,
+        )
 
     return _

@@ -23,10 +23,10 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from transforms.numeric import QUANTILES, finite, is_floating
 from transforms.validation import REASONS, is_quarantined
 
 HIST_BINS = 10
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 OTHER = "<other>"  # the bucket of a categorical's values that are not among the reference's categories
 Key = tuple[str, str, str, str | None]  # (scope, column, metric, bucket)
 Metric = tuple[Key, Column]  # one aggregate
@@ -98,7 +98,7 @@ def fixed_bins(column: str) -> Bins:
 
 
 def bins_from_profile(column: str, entry: Mapping[str, Any]) -> Bins | None:
-    """A column's bins from its entry in a reference profile (``jobs.reference.profile``), or None
+    """A column's bins from its entry in a reference profile (``jobs.model.training.profile``), or None
     when the entry has none (an all-null training column)."""
     if entry.get("kind") == "categorical":
         freq = dict(entry.get("frequencies") or {})
@@ -111,7 +111,12 @@ def bins_from_profile(column: str, entry: Mapping[str, Any]) -> Bins | None:
     if len(edges) < 2:
         return None
     mean = entry.get("mean")
-    return Bins(column, edges=tuple(map(float, edges)), reference=tuple(map(float, shares)), reference_mean=None if mean is None else float(mean))
+    return Bins(
+        column,
+        edges=tuple(map(float, edges)),
+        reference=tuple(map(float, shares)),
+        reference_mean=None if mean is None else float(mean),
+    )
 
 
 def reference_bins(reference: Mapping[str, Any] | None) -> tuple[dict[str, Bins], dict[str, Bins]]:
@@ -132,10 +137,6 @@ def _broke(rule: str) -> Column:
     return F.exists(F.col(REASONS), lambda r: r["rule"] == F.lit(rule))
 
 
-def _is_float(df: DataFrame, name: str) -> bool:
-    return isinstance(df.schema[name].dataType, (T.DoubleType, T.FloatType))
-
-
 def _numeric_summary(scope: str, name: str, col: Column) -> list[Metric]:
     return [
         ((scope, name, "min", None), F.min(col)),
@@ -143,14 +144,6 @@ def _numeric_summary(scope: str, name: str, col: Column) -> list[Metric]:
         ((scope, name, "mean", None), F.avg(col)),
         ((scope, name, "stddev", None), F.stddev_samp(col)),
     ]
-
-
-def _finite(df: DataFrame, name: str) -> Column:
-    """The column as double with NaN and +/-inf as null, so numeric summaries stay numbers."""
-    col = F.col(name).cast("double")
-    if _is_float(df, name):
-        return F.when(~F.isnan(col) & (F.abs(col) != F.lit(float("inf"))), col)
-    return col
 
 
 def _quantiles(scope: str, name: str, col: Column) -> ArrayMetric:
@@ -203,7 +196,7 @@ def input_profile(
         for rule in rule_names:
             metrics.append((("rows", rule, "quarantined_by_rule", None), _count_where(_broke(rule))))
         for name in features:
-            nan = F.isnan(F.col(name)) if _is_float(df, name) else F.lit(False)
+            nan = F.isnan(F.col(name)) if is_floating(df.schema[name].dataType) else F.lit(False)
             missing = F.col(name).isNull() | nan
             metrics += [
                 (("input", name, "null_count", None), _count_where(missing)),
@@ -212,8 +205,8 @@ def input_profile(
                 (("input", name, "nan_rate", None), _count_where(nan) / rows),
             ]
             if isinstance(df.schema[name].dataType, T.NumericType):
-                metrics.extend(_numeric_summary("input", name, _finite(df, name)))
-                arrays.append(_quantiles("input", name, _finite(df, name)))
+                metrics.extend(_numeric_summary("input", name, finite(df, name)))
+                arrays.append(_quantiles("input", name, finite(df, name)))
             else:
                 metrics.append((("input", name, "distinct_count", None), F.count_distinct(F.col(name))))
         return _long(df, group_by, metrics, arrays)
@@ -235,13 +228,16 @@ def category_profile(
 
     def _(df: DataFrame) -> DataFrame:
         if not columns:
-            schema = ", ".join([f"`{g}` {df.schema[g].dataType.simpleString()}" for g in group_by] + [
-                "scope string", "column string", "metric string", "bucket string", "value double"
-            ])
+            schema = ", ".join(
+                [f"`{g}` {df.schema[g].dataType.simpleString()}" for g in group_by]
+                + ["scope string", "column string", "metric string", "bucket string", "value double"]
+            )
             return df.sparkSession.createDataFrame([], schema)
         stacked = df.select(
             *group_by,
-            F.explode(F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns])).alias("e"),
+            F.explode(
+                F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns])
+            ).alias("e"),
         ).select(*group_by, F.col("e.column").alias("column"), F.col("e.value").alias("value"))
         counts = stacked.where(F.col("value").isNotNull()).groupBy(*group_by, "column", "value").agg(F.count(F.lit(1)).alias("n"))
         rank = F.row_number().over(Window.partitionBy(*group_by, "column").orderBy(F.col("n").desc(), F.col("value")))
@@ -296,20 +292,26 @@ def prediction_profile(
         for field in outputs.fields:
             if not isinstance(field.dataType, T.NumericType):
                 continue
-            col = _finite(df, field.name)
+            col = finite(df, field.name)
             metrics.extend(_numeric_summary("prediction", field.name, col))
             if isinstance(field.dataType, T.IntegralType):
-                metrics.append((("prediction", field.name, "positive_rate", None), F.avg((F.col(field.name) == 1).cast("double"))))
+                metrics.append(
+                    (("prediction", field.name, "positive_rate", None), F.avg((F.col(field.name) == 1).cast("double")))
+                )
             if isinstance(field.dataType, (T.DoubleType, T.FloatType)):
                 bins = prediction_bins.get(field.name) or fixed_bins(field.name)
                 metrics.extend(
-                    (("prediction", field.name, "histogram", label), count) for label, count in zip(bins.labels, bins.counts(col), strict=True)
+                    (("prediction", field.name, "histogram", label), count)
+                    for label, count in zip(bins.labels, bins.counts(col), strict=True)
                 )
         for name, bins in feature_bins.items():
             if name not in df.columns:
                 continue
-            col = F.col(name).cast("string") if bins.categories else _finite(df, name)
-            metrics.extend((("model_input", name, "bin_count", label), count) for label, count in zip(bins.labels, bins.counts(col), strict=True))
+            col = F.col(name).cast("string") if bins.categories else finite(df, name)
+            metrics.extend(
+                (("model_input", name, "bin_count", label), count)
+                for label, count in zip(bins.labels, bins.counts(col), strict=True)
+            )
             metrics.append((("model_input", name, "count", None), F.count(col)))
             if bins.edges:
                 metrics.append((("model_input", name, "mean", None), F.avg(col)))

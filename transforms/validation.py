@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.config import RuleConfig
+from transforms.numeric import is_floating, not_finite
+from transforms.specs import RuleConfig
 
 REASONS = "quarantine_reasons"
 REASON_TYPE = T.ArrayType(
@@ -30,14 +32,6 @@ REASON_TYPE = T.ArrayType(
 )
 
 
-def _is_float(schema: T.StructType, column: str) -> bool:
-    return isinstance(schema[column].dataType, (T.DoubleType, T.FloatType))
-
-
-def _not_finite(col: Column) -> Column:
-    return F.isnan(col) | (F.abs(col) == F.lit(float("inf")))
-
-
 def _dup_count(columns: Sequence[str]) -> str:
     return "_lakescore_dup_" + "_".join(columns)
 
@@ -45,34 +39,38 @@ def _dup_count(columns: Sequence[str]) -> str:
 def _failure(rule: RuleConfig, schema: T.StructType) -> tuple[Column, Column]:
     """The condition under which a row breaks ``rule``, and the message to record."""
     if rule.kind == "not_null":
-        col = F.col(rule.column)
+        col = F.col(rule.target)
         broken = col.isNull()
-        if _is_float(schema, rule.column):
+        if is_floating(schema[rule.target].dataType):
             broken = broken | F.isnan(col)
         return broken, F.lit(f"{rule.column} is null")
     if rule.kind == "range":
-        col = F.col(rule.column)
+        col = F.col(rule.target)
         out = F.lit(False)
         if rule.min is not None:
             out = out | (col < F.lit(rule.min))
         if rule.max is not None:
             out = out | (col > F.lit(rule.max))
-        bounds = f"[{'-inf' if rule.min is None else format(rule.min, 'g')}, {'inf' if rule.max is None else format(rule.max, 'g')}]"
-        if not _is_float(schema, rule.column):
+        bounds = (
+            f"[{'-inf' if rule.min is None else format(rule.min, 'g')}, {'inf' if rule.max is None else format(rule.max, 'g')}]"
+        )
+        if not is_floating(schema[rule.target].dataType):
             return col.isNotNull() & out, F.lit(f"{rule.column} is outside {bounds}")
         if rule.allow_nan:
             # NaN compares greater than every number in Spark and inf beyond any bound: let them through
-            return col.isNotNull() & ~_not_finite(col) & out, F.lit(f"{rule.column} is outside {bounds}")
+            return col.isNotNull() & ~not_finite(col) & out, F.lit(f"{rule.column} is outside {bounds}")
         # named explicitly so that no NaN slips through whatever the bounds are
-        return col.isNotNull() & (out | _not_finite(col)), F.lit(f"{rule.column} is outside {bounds} or not a finite number")
+        return col.isNotNull() & (out | not_finite(col)), F.lit(f"{rule.column} is outside {bounds} or not a finite number")
     if rule.kind == "allowed_values":
-        col = F.col(rule.column)
+        col = F.col(rule.target)
         allowed = ", ".join(map(str, rule.values))
         return col.isNotNull() & ~col.isin(list(rule.values)), F.lit(f"{rule.column} is not one of [{allowed}]")
     if rule.kind == "regex":
-        col = F.col(rule.column)
+        col = F.col(rule.target)
         # rlike finds the pattern anywhere in the value; anchor it (^...$) to match the whole value
-        return col.isNotNull() & ~col.cast("string").rlike(rule.pattern), F.lit(f"{rule.column} does not match {rule.pattern}")
+        return col.isNotNull() & ~col.cast("string").rlike(rule.pattern or ""), F.lit(
+            f"{rule.column} does not match {rule.pattern}"
+        )
     if rule.kind == "unique":
         # SQL's UNIQUE: a key with a null part is not compared (not_null rules catch those)
         complete = reduce(lambda acc, c: acc & F.col(c).isNotNull(), rule.columns, F.lit(True))
@@ -82,7 +80,7 @@ def _failure(rule: RuleConfig, schema: T.StructType) -> tuple[Column, Column]:
         return complete & (count > 1), message
     if rule.kind == "expression":
         # a null result is a failure: the expression could not say the row is good
-        return ~F.coalesce(F.expr(rule.expr), F.lit(False)), F.lit(f"expression is false: {rule.expr}")
+        return ~F.coalesce(F.expr(rule.expr or ""), F.lit(False)), F.lit(f"expression is false: {rule.expr}")
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
@@ -129,3 +127,28 @@ def validate(rules: Sequence[RuleConfig]) -> Callable[[DataFrame], DataFrame]:
 
 def is_quarantined() -> Column:
     return F.size(F.col(REASONS)) > 0
+
+
+def passing_rows(df: DataFrame) -> DataFrame:
+    """The validated rows that broke no rule, without the reasons column: what goes on to scoring."""
+    return df.where(~is_quarantined()).drop(REASONS)
+
+
+def quarantined_rows(
+    columns: Sequence[str], run_id: str, quarantined_at: Any, with_code: bool = True
+) -> Callable[[DataFrame], DataFrame]:
+    """The quarantine table's contract: the rows that broke a rule as they came (``columns``), why,
+    and which run put them there. ``with_code=False`` writes the reasons without their ``code``
+    field, for a table created before the field existed (the engines do not evolve schemas)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        reasons = F.col(REASONS)
+        if not with_code:
+            reasons = F.transform(
+                reasons, lambda r: F.struct(r["rule"].alias("rule"), r["column"].alias("column"), r["message"].alias("message"))
+            )
+        return df.where(is_quarantined()).select(
+            *columns, reasons.alias(REASONS), F.lit(run_id).alias("run_id"), F.lit(quarantined_at).alias("quarantined_at")
+        )
+
+    return _

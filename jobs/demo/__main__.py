@@ -22,7 +22,7 @@ def _has_pipeline(version) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__)
+    p = argparse.ArgumentParser(prog="lakescore-demo", description=__doc__)
     p.add_argument("--home", default=".lakescore", help="where the demo registry and tables live")
     p.add_argument("--days", type=int, default=5)
     p.add_argument("--rows-per-day", type=int, default=20_000)
@@ -37,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs.demo.data import input_table
     from jobs.demo.train import train_and_register
+    from jobs.tables import table_exists
 
     home = Path(args.home).resolve()
     (home / "tables").mkdir(parents=True, exist_ok=True)
     table = home / "tables" / "customers"
-    if args.force or not DeltaTable.is_deltatable(str(table)):
+    if args.force or not table_exists(str(table)):
         data = input_table(args.days, args.rows_per_day, dt.date.fromisoformat(args.start))
         write_deltalake(str(table), data, mode="overwrite", partition_by=["ds"])
         log.info("demo input: %d rows in %d daily partitions at %s", data.num_rows, args.days, table)
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     tracking = f"sqlite:///{home / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking)
     try:
-        existing = MlflowClient(tracking_uri=tracking, registry_uri=tracking).get_model_version_by_alias("lakescore_churn", "champion")
+        existing = MlflowClient(tracking_uri=tracking, registry_uri=tracking).get_model_version_by_alias(
+            "lakescore_churn", "champion"
+        )
     except Exception:
         existing = None
     if existing is not None and not _has_pipeline(existing):

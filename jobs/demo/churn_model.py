@@ -2,9 +2,10 @@
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 
-class ChurnModel(mlflow.pyfunc.PythonModel):
+class ChurnModel(PythonModel):
     def load_context(self, context):
         import joblib
 

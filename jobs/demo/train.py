@@ -30,8 +30,12 @@ DEMO_PIPELINE: list[dict[str, Any]] = [
     {"step": "cast", "column": "support_calls", "to": "double"},
     {"step": "fill_null", "column": "monthly_charges", "value": {"reference": "median"}},
     {"step": "clip", "column": "support_calls", "lower": 0, "upper": 20},
-    {"step": "map_categories", "column": "region", "other": "other",
-     "mapping": {"north": "north", "south": "south", "east": "east", "west": "west"}},
+    {
+        "step": "map_categories",
+        "column": "region",
+        "other": "other",
+        "mapping": {"north": "north", "south": "south", "east": "east", "west": "west"},
+    },
 ]
 
 
@@ -63,7 +67,9 @@ def raw_frame(spark, rows: int, seed: int):
     import pyarrow as pa
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    schema = pa.schema([f for f in INPUT_SCHEMA if f.name != "ds"] + [pa.field("churned", pa.int64()), pa.field("_row", pa.int64())])
+    schema = pa.schema(
+        [f for f in INPUT_SCHEMA if f.name != "ds"] + [pa.field("churned", pa.int64()), pa.field("_row", pa.int64())]
+    )
     frame = customers(rows, seed=seed).assign(_row=np.arange(rows, dtype="int64"))  # to split and order by
     return spark.createDataFrame(frame[schema.names], from_arrow_schema(schema))
 
@@ -77,14 +83,14 @@ def prepared_frame(spark, steps: tuple[StepConfig, ...], rows: int, seed: int, f
     """
     from pyspark.sql import functions as F
 
-    from jobs.reference import fit_pipeline
+    from jobs.model.training import fit_pipeline
     from transforms.preprocess import pipeline
 
     raw = raw_frame(spark, rows, seed)
     fit, rest = raw.where(F.col("_row") < fit_rows), raw.where(F.col("_row") >= fit_rows)
     train, fitted = fit_pipeline(fit, steps)
     test = rest.transform(pipeline(steps, {e["index"]: e["value"] for e in fitted}))
-    frame = train.unionByName(test).orderBy("_row").toPandas()
+    frame: pd.DataFrame = train.unionByName(test).orderBy("_row").toPandas()
     return frame[FEATURES], frame["churned"], fitted, train
 
 
@@ -140,10 +146,10 @@ def train_and_register(
     from mlflow.models import infer_signature
     from sklearn.metrics import roc_auc_score
 
-    from jobs.reference import log_with_model, profile, reference
+    from jobs.model.resolve import use_tracking
+    from jobs.model.training import log_with_model, profile, reference
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    use_tracking(tracking_uri)
     experiment = "lakescore-demo-training"
     if mlflow.get_experiment_by_name(experiment) is None:
         mlflow.create_experiment(experiment, artifact_location=Path(artifact_root).resolve().as_uri())

@@ -90,7 +90,9 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path, engine):
 
     # demo input (2 days) and model in a throwaway registry, written as make run writes them
     home = tmp_path / "home"
-    subprocess.run([python, "-m", "jobs.demo", "--home", str(home), "--days", "2", "--rows-per-day", "3000"], cwd=REPO, check=True)
+    subprocess.run(
+        [python, "-m", "jobs.demo", "--home", str(home), "--days", "2", "--rows-per-day", "3000"], cwd=REPO, check=True
+    )
     conf = yaml.safe_load((REPO / "conf/jobs/churn.yaml").read_text())
     tables = home / "tables"
     conf["engine"] = engine
@@ -106,7 +108,16 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path, engine):
     master_url = f"spark://127.0.0.1:{port}"
     work = tmp_path / "work"
     master_log, worker_log = tmp_path / "master.log", tmp_path / "worker.log"
-    master_args = [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)]
+    master_args = [
+        spark_class,
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        str(ui),
+    ]
     worker_args = [
         spark_class, "org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
         "--cores", "2", "--memory", "2g", "--webui-port", str(worker_ui), "--work-dir", str(work),
@@ -131,14 +142,23 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path, engine):
         submit = subprocess.run(
             [
                 str(_spark_home() / "bin" / "spark-submit"),
-                "--master", master_url,
-                "--deploy-mode", "client",
-                "--archives", f"{archive}#environment",
-                "--py-files", str(wheel),
-                "--conf", "spark.executor.memory=1g",
+                "--master",
+                master_url,
+                "--deploy-mode",
+                "client",
+                "--archives",
+                f"{archive}#environment",
+                "--py-files",
+                str(wheel),
+                "--conf",
+                "spark.executor.memory=1g",
                 *delta,
-                str(REPO / "jobs" / "score.py"), "--conf", str(conf_file), "--partition", "ds=2024-06-02",
-            ],  # fmt: skip
+                str(REPO / "jobs" / "score.py"),
+                "--conf",
+                str(conf_file),
+                "--partition",
+                "ds=2024-06-02",
+            ],
             cwd=tmp_path,
             env=env,
             capture_output=True,

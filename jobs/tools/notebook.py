@@ -1,4 +1,4 @@
-"""Execute the analysts' notebook against a job's tables: ``python -m jobs.notebook --conf ...``.
+"""Execute the analysts' notebook against a job's tables: ``python -m jobs.tools.notebook --conf ...``.
 
 The notebook reads ``LAKESCORE_CONF`` to find the tables; this runs it top to bottom with
 nbclient in the repo's environment and saves the executed copy (outputs and plots included).
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "quality.ipynb"
 
 
@@ -29,7 +29,7 @@ def execute(conf: str, out: str | None = None, timeout: int = 300):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.notebook", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="lakescore-notebook", description=__doc__.split("\n")[0])
     p.add_argument("--conf", default="conf/jobs/churn.yaml")
     p.add_argument("--out", default="build/quality.ipynb")
     args = p.parse_args(argv)

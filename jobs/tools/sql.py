@@ -1,6 +1,6 @@
 """SQL over a job's tables from the command line, no Spark: ``make sql Q="select ..."``.
 
-``python -m jobs.sql --conf conf/jobs/churn.yaml "select model_version, count(*) from scored group by 1"``
+``python -m jobs.tools.sql --conf conf/jobs/churn.yaml "select model_version, count(*) from scored group by 1"``
 
 The four tables are views named ``scored``, ``quarantine``, ``stats`` and ``runs`` (plus ``input``).
 delta-rs resolves each table's current snapshot (the files the Delta log says are live, which a
@@ -20,6 +20,8 @@ def connect(cfg: JobConfig, version: dict[str, int] | None = None):
     import duckdb
     from deltalake import DeltaTable
 
+    from jobs.tables import table_exists
+
     con = duckdb.connect()
     tables = {
         "input": cfg.input.path,
@@ -29,7 +31,7 @@ def connect(cfg: JobConfig, version: dict[str, int] | None = None):
         "runs": cfg.output.runs,
     }
     for name, path in tables.items():
-        if DeltaTable.is_deltatable(path):
+        if table_exists(path):
             at = (version or {}).get(name)
             dataset = (DeltaTable(path, version=at) if at is not None else DeltaTable(path)).to_pyarrow_dataset()
             con.register(name, dataset)
@@ -37,7 +39,7 @@ def connect(cfg: JobConfig, version: dict[str, int] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.sql", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="lakescore-sql", description=__doc__.split("\n")[0])
     p.add_argument("--conf", default="conf/jobs/churn.yaml")
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     p.add_argument("query")

@@ -88,6 +88,16 @@ def _outputs(signature, uri: str) -> T.StructType:
     return T.StructType(fields)
 
 
+def use_tracking(uri: str | None) -> None:
+    """Point MLflow's tracking and model registry at ``uri`` (None: leave MLflow's own default,
+    ``MLFLOW_TRACKING_URI`` or ./mlruns)."""
+    import mlflow
+
+    if uri:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
+
 def resolve_model(cfg: ModelConfig) -> ResolvedModel:
     """Pin ``cfg.uri`` to one version, download it, and read its signature.
 
@@ -99,9 +109,7 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    if cfg.tracking_uri:
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-        mlflow.set_registry_uri(cfg.tracking_uri)
+    use_tracking(cfg.tracking_uri)
     client = MlflowClient()
     name, version, run_id, uri = cfg.uri, None, None, cfg.uri
     try:
@@ -130,7 +138,11 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
     steps, reference = _artifacts(local, uri)
     log.info(
         "model %s resolved to %s (run %s), features=%s outputs=%s, pipeline: %s",
-        cfg.uri, uri, run_id, list(features), outputs.simpleString(),
+        cfg.uri,
+        uri,
+        run_id,
+        list(features),
+        outputs.simpleString(),
         "none logged" if steps is None else f"{len(steps)} step(s)",
     )
     return ResolvedModel(cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs, steps, reference)
@@ -143,13 +155,10 @@ def peek_version(cfg: ModelConfig) -> str | None:
     Raises:
         ModelError: the name, version or alias does not exist.
     """
-    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    if cfg.tracking_uri:
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-        mlflow.set_registry_uri(cfg.tracking_uri)
+    use_tracking(cfg.tracking_uri)
     try:
         if m := _ALIAS.match(cfg.uri):
             return str(MlflowClient().get_model_version_by_alias(m["name"], m["alias"]).version)

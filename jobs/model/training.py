@@ -12,12 +12,13 @@ import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 
 from jobs.config import StepConfig, pipeline_spec
-from transforms import reference as R
+from transforms import training_profile as R
+from transforms.numeric import QUANTILES
 from transforms.preprocess import PipelineError, apply_step, describe
 
 ARTIFACT_DIR = "lakescore"
@@ -43,7 +44,8 @@ def fit_pipeline(df: DataFrame, steps: Sequence[StepConfig]) -> tuple[DataFrame,
             if s.column not in df.columns:
                 raise PipelineError(f"{describe(i, s)}: column {s.column!r} is not in its input")
             try:
-                value = df.select(R.statistic(df, s.column, statistic).alias("v")).first()["v"]
+                # an aggregate: one row
+                value = cast(Row, df.select(R.statistic(df, s.column, statistic).alias("v")).first())["v"]
             except ValueError as exc:
                 raise PipelineError(f"{describe(i, s)}: {exc}") from None
             if value is None:
@@ -79,7 +81,7 @@ def _number(x: Any) -> float | None:
 def profile(df: DataFrame, columns: Sequence[str]) -> dict[str, Any]:
     """Per column: count, null rate, and mean/stddev/min/max, quantiles and 10 quantile bins (numerics)
     or category frequencies (everything else). A few Spark aggregations; the results are small."""
-    row = df.transform(R.summary(columns)).first().asDict()
+    row = cast(Row, df.transform(R.summary(columns)).first()).asDict()  # aggregates: one row
     rows = row["rows"]
     features: dict[str, Any] = {}
     for i, c in enumerate(columns):
@@ -99,12 +101,12 @@ def profile(df: DataFrame, columns: Sequence[str]) -> dict[str, Any]:
                 min=_number(row[f"c{i}_min"]),
                 max=_number(row[f"c{i}_max"]),
                 # no finite value at all: no quantiles rather than made-up ones
-                quantiles={str(q): float(v) for q, v in zip(R.QUANTILES, row[f"c{i}_quantiles"], strict=True)}
+                quantiles={str(q): float(v) for q, v in zip(QUANTILES, row[f"c{i}_quantiles"], strict=True)}
                 if row[f"c{i}_quantiles"]
                 else {},
             )
             if edges:
-                counts = df.transform(R.bin_counts(c, edges)).first()
+                counts = cast(Row, df.transform(R.bin_counts(c, edges)).first())  # aggregates: one row
                 total = sum(counts) or 1
                 entry["bins"] = {"edges": edges, "proportions": [n / total for n in counts]}
             else:

@@ -7,7 +7,7 @@ seconds, and a restarted backfill knows what to skip.
 
 How "already scored" is known: every partition the job publishes is one commit of the scored
 table whose commit info carries ``lakescore.partition``, ``lakescore.model_version``,
-``lakescore.config_hash`` and ``lakescore.input_version`` (see ``jobs.runner``). A partition is
+``lakescore.config_hash`` and ``lakescore.input_version`` (``published_metadata``, written by ``jobs.run.publish``). A partition is
 done when its latest such commit has the same model version and config hash, and the input
 partition has the same data files now as at the input version that commit read.
 """
@@ -19,10 +19,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.partitions import PartitionError, parse_partition, partition_label
-from jobs.tables import commit_metadata
+from jobs.run.partition_spec import PartitionError, parse_partition, partition_label
+from jobs.tables import commit_metadata, table_exists
 
 COMMIT_KEYS = ("lakescore.partition", "lakescore.model_version", "lakescore.config_hash", "lakescore.input_version")
+
+
+def published_metadata(
+    run_id: str, model_uri: str, partition: str, model_version: int | str | None, config_hash: str, input_version: int
+) -> dict[str, str]:
+    """What the commit that publishes a partition's scores carries, so ``published`` can tell later
+    runs (resume, ``--since-last-run``) that it is done."""
+    return {
+        "lakescore.run_id": run_id,
+        "lakescore.model": model_uri,
+        "lakescore.partition": partition,
+        "lakescore.model_version": str(model_version),
+        "lakescore.config_hash": config_hash,
+        "lakescore.input_version": str(input_version),
+    }
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,7 @@ def published(scored_path: str) -> dict[str, Published]:
     """The latest publishing commit per partition label, from the scored table's history."""
     from deltalake import DeltaTable
 
-    if not DeltaTable.is_deltatable(scored_path):
+    if not table_exists(scored_path):
         return {}
     out: dict[str, Published] = {}
     for entry in DeltaTable(scored_path).history():  # newest first
@@ -132,7 +147,7 @@ def select(
             raise PartitionError(f"--from/--to need a table partitioned by one column; {input_path} has {list(partition_by)}")
         column = partition_by[0]
         bounds = [parse_partition(f"{column}={b}", schema, partition_by)[column] if b else None for b in (start, end)]
-        if None not in bounds and bounds[0] > bounds[1]:
+        if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
             raise PartitionError(f"--from {start} is after --to {end}")
         typed = {label: parse_partition(label, schema, partition_by) for label in now}
         labels = sorted(
@@ -145,20 +160,42 @@ def select(
     done = published(scored_path) if (since_last_run or resume) else {}
     chosen, skipped = [], []
     for label in labels:
-        last = done.get(label)
-        unchanged = last is not None and last.input_version is not None and _same_files(input_path, partition_by, label, last, now)
-        if since_last_run and unchanged:
-            skipped.append((label, f"input unchanged since its last scoring (scored table version {last.version})"))
-        elif resume and unchanged and last.model_version == model_version and last.config_hash == config_hash:
-            skipped.append((label, f"already scored with model version {model_version} and this config (run {last.run_id})"))
+        why = _why_skipped(
+            done.get(label), label, input_path, partition_by, now, since_last_run, resume, model_version, config_hash
+        )
+        if why is not None:
+            skipped.append((label, why))
         else:
             chosen.append(label)
     files = {label: (len(now.get(label, {})), sum(now.get(label, {}).values())) for label in chosen}
     return Selection(tuple(chosen), tuple(skipped), files)
 
 
-def _same_files(input_path: str, partition_by: Sequence[str], label: str, last: Published, now: dict[str, dict[str, int]]) -> bool:
-    then = _files_at(input_path, tuple(partition_by), last.input_version)
+def _why_skipped(
+    last: Published | None,
+    label: str,
+    input_path: str,
+    partition_by: Sequence[str],
+    now: dict[str, dict[str, int]],
+    since_last_run: bool,
+    resume: bool,
+    model_version: str | None,
+    config_hash: str | None,
+) -> str | None:
+    """Why ``label`` is left out (``last``: its latest publication), or None when it is scored."""
+    if last is None or last.input_version is None or not _same_files(input_path, partition_by, label, last.input_version, now):
+        return None  # never published, or its input changed since
+    if since_last_run:
+        return f"input unchanged since its last scoring (scored table version {last.version})"
+    if resume and last.model_version == model_version and last.config_hash == config_hash:
+        return f"already scored with model version {model_version} and this config (run {last.run_id})"
+    return None
+
+
+def _same_files(
+    input_path: str, partition_by: Sequence[str], label: str, input_version: int, now: dict[str, dict[str, int]]
+) -> bool:
+    then = _files_at(input_path, tuple(partition_by), input_version)
     return set(then.get(label, {})) == set(now.get(label, {}))
 
 

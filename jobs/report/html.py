@@ -1,5 +1,5 @@
-"""The run report: one self-contained HTML file per run (inline SVG plots, no external CSS or JS),
-built from the run's statistics rows, and logged with its headline metrics to MLflow."""
+"""The run report's HTML: one self-contained file per run (inline SVG plots, no external CSS or JS),
+built from the run's statistics rows."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jobs.config import ALL_COLUMNS, GateConfig, JobConfig
-from jobs.ledger import RunRecord
+from jobs.run.ledger import RunRecord
 from transforms.stats import Bins
 
 log = logging.getLogger("lakescore.report")
@@ -84,10 +83,12 @@ def _svg(fig) -> str:
 
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and doctype: inline SVG needs neither
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline SVG needs neither
 
 
-def _bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], xlabel: str, drop_empty: bool = True) -> str:
+def _bars(
+    title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], xlabel: str, drop_empty: bool = True
+) -> str:
     """Grouped bars of shares per bin, one series per source (reference, each partition)."""
     import matplotlib
 
@@ -104,7 +105,13 @@ def _bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequenc
     width = 0.8 / max(len(series), 1)
     for i, (name, shares, color) in enumerate(series):
         ax.bar(x - 0.4 + width * (i + 0.5), shares, width, label=name, color=color)
-    ax.set_xticks(x, [_short(lb) for lb in labels], rotation=35 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center", fontsize=8)
+    ax.set_xticks(
+        x,
+        [_short(lb) for lb in labels],
+        rotation=35 if len(labels) > 5 else 0,
+        ha="right" if len(labels) > 5 else "center",
+        fontsize=8,
+    )
     ax.set_ylabel("share of rows")
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_title(title, fontsize=11, loc="left", pad=22)
@@ -152,11 +159,15 @@ def render(
     status_class = "ok" if record.status == "succeeded" and not gate_failed else "warn" if record.status == "succeeded" else "bad"
     out: list[str] = []
     w = out.append
-    w(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>LakeScore {html.escape(cfg.name)} run {record.run_id}</title>")
+    w(
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>LakeScore {html.escape(cfg.name)} run {record.run_id}</title>"
+    )
     w(f"<style>{CSS}</style></head><body>")
     w(f"<h1>LakeScore run report: {html.escape(cfg.name)}</h1>")
-    w(f"<p><span class='status {status_class}'>{html.escape(record.status)} (exit {record.exit_code})</span>"
-      f"{' &nbsp;quality gate breached (mode warn): published anyway' if gate_failed and record.status == 'succeeded' else ''}</p>")
+    w(
+        f"<p><span class='status {status_class}'>{html.escape(record.status)} (exit {record.exit_code})</span>"
+        f"{' &nbsp;quality gate breached (mode warn): published anyway' if gate_failed and record.status == 'succeeded' else ''}</p>"
+    )
     model = f"{record.model_name or record.model_uri} version {record.model_version or '–'} ({record.model_resolved_uri or record.model_uri})"
     meta = [
         ("run id", record.run_id),
@@ -167,24 +178,41 @@ def render(
         ("scored table", record.scored_table),
         ("config", f"{cfg.source} (hash {record.config_hash})"),
     ]
-    w("<table class='meta'>" + "".join(f"<tr><td class='muted'>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta) + "</table>")
+    w(
+        "<table class='meta'>"
+        + "".join(f"<tr><td class='muted'>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta)
+        + "</table>"
+    )
     if record.error:
         w(f"<p class='fail'>{html.escape(record.error)}</p>")
 
-    w("<h2>Counts</h2><table><tr><th class='l'>partition</th><th>rows in</th><th>scored</th><th>quarantined</th>"
-      "<th>quarantine rate</th><th>scoring s</th><th>rows/s</th></tr>")
+    w(
+        "<h2>Counts</h2><table><tr><th class='l'>partition</th><th>rows in</th><th>scored</th><th>quarantined</th>"
+        "<th>quarantine rate</th><th>scoring s</th><th>rows/s</th></tr>"
+    )
     for p in parts:
         rows_in, quarantined = st.value(p, "rows", "*", "rows_in"), st.value(p, "rows", "*", "rows_quarantined")
-        rate = quarantined / rows_in if rows_in else None
-        w(f"<tr><td class='l'>{html.escape(p)}</td><td>{_fmt(rows_in)}</td><td>{_fmt(st.value(p, 'rows', '*', 'rows_scored'))}</td>"
-          f"<td>{_fmt(quarantined)}</td><td>{_fmt(rate, 3)}</td><td>{_fmt(st.value(p, 'timing', '*', 'score_seconds'), 3)}</td>"
-          f"<td>{_fmt(round(st.value(p, 'timing', '*', 'rows_per_second') or 0.0))}</td></tr>")
+        # transforms.stats counts rows_quarantined with rows_in: with one, there is the other
+        rate = cast(float, quarantined) / rows_in if rows_in else None
+        w(
+            f"<tr><td class='l'>{html.escape(p)}</td><td>{_fmt(rows_in)}</td><td>{_fmt(st.value(p, 'rows', '*', 'rows_scored'))}</td>"
+            f"<td>{_fmt(quarantined)}</td><td>{_fmt(rate, 3)}</td><td>{_fmt(st.value(p, 'timing', '*', 'score_seconds'), 3)}</td>"
+            f"<td>{_fmt(round(st.value(p, 'timing', '*', 'rows_per_second') or 0.0))}</td></tr>"
+        )
     w("</table>")
     rules = [c for c in st.columns("rows") if c != "*"]
     if rules:
-        w("<h3>Quarantined by rule</h3><table><tr><th class='l'>rule</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in parts) + "</tr>")
+        w(
+            "<h3>Quarantined by rule</h3><table><tr><th class='l'>rule</th>"
+            + "".join(f"<th>{html.escape(p)}</th>" for p in parts)
+            + "</tr>"
+        )
         for rule in rules:
-            w(f"<tr><td class='l'>{html.escape(rule)}</td>" + "".join(f"<td>{_fmt(st.value(p, 'rows', rule, 'quarantined_by_rule'))}</td>" for p in parts) + "</tr>")
+            w(
+                f"<tr><td class='l'>{html.escape(rule)}</td>"
+                + "".join(f"<td>{_fmt(st.value(p, 'rows', rule, 'quarantined_by_rule'))}</td>" for p in parts)
+                + "</tr>"
+            )
         w("</table>")
 
     w("<h2>Quality gate</h2>")
@@ -192,38 +220,54 @@ def render(
     if not gate_rows:
         w("<p class='muted'>No gate configured (the <code>gate:</code> section of the job config).</p>")
     else:
-        w(f"<p>mode <b>{html.escape(cfg.gate.mode)}</b>: observed value per partition, red where it breaks the limit</p>"
-          "<table><tr><th class='l'>check</th><th class='l'>column</th><th>limit</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in parts) + "</tr>")
+        w(
+            f"<p>mode <b>{html.escape(cfg.gate.mode)}</b>: observed value per partition, red where it breaks the limit</p>"
+            "<table><tr><th class='l'>check</th><th class='l'>column</th><th>limit</th>"
+            + "".join(f"<th>{html.escape(p)}</th>" for p in parts)
+            + "</tr>"
+        )
         for name, column in dict.fromkeys((r["metric"], r["column"]) for r in gate_rows):
             cells = []
             for p in parts:
                 outcome = st.buckets(p, "gate", column, name)
                 bucket, value = next(iter(outcome.items()), (None, None))
-                cells.append(f"<td class='{bucket or ''}' title='{bucket or ''}'>{_fmt(value)}{' ✗' if bucket == 'fail' else ''}</td>")
-            w(f"<tr><td class='l'>{html.escape(name)}</td><td class='l'>{html.escape(column)}</td><td>{_fmt(_limit(cfg.gate, name, column))}</td>{''.join(cells)}</tr>")
+                cells.append(
+                    f"<td class='{bucket or ''}' title='{bucket or ''}'>{_fmt(value)}{' ✗' if bucket == 'fail' else ''}</td>"
+                )
+            w(
+                f"<tr><td class='l'>{html.escape(name)}</td><td class='l'>{html.escape(column)}</td><td>{_fmt(_limit(cfg.gate, name, column))}</td>{''.join(cells)}</tr>"
+            )
         w("</table>")
 
-    w("<h2>Drift</h2><p class='muted'>PSI, Jensen-Shannon distance (base 2), KS (at the reference's bin edges) and the difference of means, "
-      f"against the model's training reference (baseline) and the previous partition (consecutive). PSI above {PSI_MODERATE} is shaded, above {PSI_SHIFTED} red.</p>")
-    w("<table><tr><th class='l'>column</th><th class='l'>partition</th><th>PSI</th><th>JS</th><th>KS</th><th>mean diff</th>"
-      "<th>PSI vs previous</th><th>mean diff vs previous</th><th class='l'>previous</th></tr>")
+    w(
+        "<h2>Drift</h2><p class='muted'>PSI, Jensen-Shannon distance (base 2), KS (at the reference's bin edges) and the difference of means, "
+        f"against the model's training reference (baseline) and the previous partition (consecutive). PSI above {PSI_MODERATE} is shaded, above {PSI_SHIFTED} red.</p>"
+    )
+    w(
+        "<table><tr><th class='l'>column</th><th class='l'>partition</th><th>PSI</th><th>JS</th><th>KS</th><th>mean diff</th>"
+        "<th>PSI vs previous</th><th>mean diff vs previous</th><th class='l'>previous</th></tr>"
+    )
     drifted = list(dict.fromkeys([*st.columns("drift_baseline"), *st.columns("drift_consecutive")]))
     for column in drifted:
         for p in parts:
             psi = st.value(p, "drift_baseline", column, "psi")
             prev = st.buckets(p, "drift_consecutive", column, "psi")
             prev_label, prev_psi = next(iter(prev.items()), (None, None))
-            w(f"<tr><td class='l'>{html.escape(column)}</td><td class='l'>{html.escape(p)}</td>"
-              f"<td class='{_psi_class(psi)}'>{_fmt(psi, 3)}</td><td>{_fmt(st.value(p, 'drift_baseline', column, 'js_distance'), 3)}</td>"
-              f"<td>{_fmt(st.value(p, 'drift_baseline', column, 'ks'), 3)}</td><td>{_fmt(st.value(p, 'drift_baseline', column, 'mean_diff'), 3)}</td>"
-              f"<td class='{_psi_class(prev_psi)}'>{_fmt(prev_psi, 3)}</td><td>{_fmt(next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff').values()), None), 3)}</td>"
-              f"<td class='l muted'>{html.escape(prev_label or next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff')), None) or '–')}</td></tr>")
+            w(
+                f"<tr><td class='l'>{html.escape(column)}</td><td class='l'>{html.escape(p)}</td>"
+                f"<td class='{_psi_class(psi)}'>{_fmt(psi, 3)}</td><td>{_fmt(st.value(p, 'drift_baseline', column, 'js_distance'), 3)}</td>"
+                f"<td>{_fmt(st.value(p, 'drift_baseline', column, 'ks'), 3)}</td><td>{_fmt(st.value(p, 'drift_baseline', column, 'mean_diff'), 3)}</td>"
+                f"<td class='{_psi_class(prev_psi)}'>{_fmt(prev_psi, 3)}</td><td>{_fmt(next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff').values()), None), 3)}</td>"
+                f"<td class='l muted'>{html.escape(prev_label or next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff')), None) or '–')}</td></tr>"
+            )
     w("</table>")
     if not drifted:
         w("<p class='muted'>No drift computed: the model has no training reference and no earlier partition has statistics.</p>")
 
-    w("<h2>Features: reference vs current</h2><p class='muted'>Shares of each feature's values (after preprocessing, as the model saw them) "
-      "in the training reference's bins: deciles for numerics, categories for the rest.</p>")
+    w(
+        "<h2>Features: reference vs current</h2><p class='muted'>Shares of each feature's values (after preprocessing, as the model saw them) "
+        "in the training reference's bins: deciles for numerics, categories for the rest.</p>"
+    )
     for column in features:
         bins = feature_bins.get(column)
         plot = ""
@@ -232,112 +276,64 @@ def render(
             series += [(p, _shares(st.buckets(p, "model_input", column, "bin_count"), bins.labels), colors[p]) for p in parts]
             plot = _bars(column, bins.labels, series, "bin (reference deciles)" if bins.ordered else "category")
         facts = ["<table>"]
-        for metric, digits in (("null_rate", 3), ("nan_rate", 3), ("mean", 4), ("stddev", 4), ("min", 4), ("max", 4), ("distinct_count", 4)):
+        for metric, digits in (
+            ("null_rate", 3),
+            ("nan_rate", 3),
+            ("mean", 4),
+            ("stddev", 4),
+            ("min", 4),
+            ("max", 4),
+            ("distinct_count", 4),
+        ):
             values = [st.value(p, "input", column, metric) for p in parts]
             if any(v is not None for v in values):
-                facts.append(f"<tr><td class='l muted'>{metric}</td>" + "".join(f"<td>{_fmt(v, digits)}</td>" for v in values) + "</tr>")
+                facts.append(
+                    f"<tr><td class='l muted'>{metric}</td>" + "".join(f"<td>{_fmt(v, digits)}</td>" for v in values) + "</tr>"
+                )
         quantiles = [st.buckets(p, "input", column, "quantile") for p in parts]
         for q in sorted({q for qs in quantiles for q in qs if q is not None}, key=float):
-            facts.append(f"<tr><td class='l muted'>q{q}</td>" + "".join(f"<td>{_fmt(qs.get(q))}</td>" for qs in quantiles) + "</tr>")
+            facts.append(
+                f"<tr><td class='l muted'>q{q}</td>" + "".join(f"<td>{_fmt(qs.get(q))}</td>" for qs in quantiles) + "</tr>"
+            )
         for p in parts:
             top = st.buckets(p, "input", column, "top_count")
             if top:
                 cats = ", ".join(f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(top.items(), key=lambda kv: -(kv[1] or 0)))
                 other, unseen = st.value(p, "input", column, "other_count"), st.value(p, "input", column, "unseen_count")
-                facts.append(f"<tr><td class='l muted'>top ({html.escape(p)})</td><td class='l' colspan='{len(parts)}'>{cats}; other {_fmt(other or 0.0)}; "
-                             f"unseen {_fmt(unseen)}</td></tr>")
-        psi = [st.value(p, "drift_baseline", column, "psi") for p in parts]
-        facts.append("<tr><td class='l muted'>PSI</td>" + "".join(f"<td class='{_psi_class(v)}'>{_fmt(v, 3)}</td>" for v in psi) + "</tr>")
+                facts.append(
+                    f"<tr><td class='l muted'>top ({html.escape(p)})</td><td class='l' colspan='{len(parts)}'>{cats}; other {_fmt(other or 0.0)}; "
+                    f"unseen {_fmt(unseen)}</td></tr>"
+                )
+        psis = [st.value(p, "drift_baseline", column, "psi") for p in parts]
+        facts.append(
+            "<tr><td class='l muted'>PSI</td>" + "".join(f"<td class='{_psi_class(v)}'>{_fmt(v, 3)}</td>" for v in psis) + "</tr>"
+        )
         facts.append("</table>")
         header = "<tr><th class='l'>input, all rows</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in parts) + "</tr>"
         facts[0] = "<table>" + header
-        w(f"<div class='feature'><div>{plot or '<p class=muted>no reference bins for ' + html.escape(column) + '</p>'}</div>"
-          f"<div><h3>{html.escape(column)}</h3>{''.join(facts)}</div></div>")
+        w(
+            f"<div class='feature'><div>{plot or '<p class=muted>no reference bins for ' + html.escape(column) + '</p>'}</div>"
+            f"<div><h3>{html.escape(column)}</h3>{''.join(facts)}</div></div>"
+        )
 
     w("<h2>Predictions</h2>")
     for column, bins in prediction_bins.items():
         series = [("training reference", list(bins.reference), REFERENCE_COLOR)] if bins.reference else []
         series += [(p, _shares(st.buckets(p, "prediction", column, "histogram"), bins.labels), colors[p]) for p in parts]
         w(f"<div class='plot'>{_bars(f'{column}: histogram', bins.labels, series, column, drop_empty=False)}</div>")
-    w("<table><tr><th class='l'>output</th><th class='l'>partition</th><th>mean</th><th>stddev</th><th>min</th><th>max</th><th>positive rate</th></tr>")
+    w(
+        "<table><tr><th class='l'>output</th><th class='l'>partition</th><th>mean</th><th>stddev</th><th>min</th><th>max</th><th>positive rate</th></tr>"
+    )
     for column in st.columns("prediction"):
         for p in parts:
-            w(f"<tr><td class='l'>{html.escape(column)}</td><td class='l'>{html.escape(p)}</td>"
-              + "".join(f"<td>{_fmt(st.value(p, 'prediction', column, m))}</td>" for m in ("mean", "stddev", "min", "max", "positive_rate"))
-              + "</tr>")
+            w(
+                f"<tr><td class='l'>{html.escape(column)}</td><td class='l'>{html.escape(p)}</td>"
+                + "".join(
+                    f"<td>{_fmt(st.value(p, 'prediction', column, m))}</td>"
+                    for m in ("mean", "stddev", "min", "max", "positive_rate")
+                )
+                + "</tr>"
+            )
     w("</table>")
     w(f"<p class='muted'>Generated by LakeScore at {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC.</p></body></html>")
     return "\n".join(out)
-
-
-def report_path(cfg: JobConfig, record: RunRecord) -> str:
-    """``<output.reports>/<job>/<date>_<run id>.html``: sorted by time in a listing."""
-    return f"{cfg.output.reports.rstrip('/')}/{cfg.name}/{record.started_at:%Y%m%dT%H%M%S}_{record.run_id}.html"
-
-
-def write_report(path: str, text: str) -> None:
-    """Write the report to a local path or a filesystem URI pyarrow knows (``s3://``, ``gs://``, ``hdfs://``)."""
-    if "://" not in path or path.startswith("file://"):
-        local = Path(path.removeprefix("file://"))
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_text(text, encoding="utf-8")
-        return
-    from pyarrow import fs
-
-    filesystem, inner = fs.FileSystem.from_uri(path)
-    filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(inner) as out:
-        out.write(text.encode("utf-8"))
-
-
-def headline(record: RunRecord, rows: Sequence[Row]) -> dict[str, float]:
-    """The run's headline metrics: counts, the largest baseline PSI (else the largest against the
-    previous partition), and whether the gate passed."""
-    psi = [r["value"] for r in rows if r["scope"] == "drift_baseline" and r["metric"] == "psi" and r["value"] is not None]
-    if not psi:
-        psi = [r["value"] for r in rows if r["scope"] == "drift_consecutive" and r["metric"] == "psi" and r["value"] is not None]
-    out = {
-        "rows_in": float(record.rows_in or 0),
-        "rows_scored": float(record.rows_scored or 0),
-        "rows_quarantined": float(record.rows_quarantined or 0),
-        "gate_passed": 0.0 if any(r["scope"] == "gate" and r["bucket"] == "fail" for r in rows) else 1.0,
-    }
-    if psi:
-        out["max_psi"] = float(max(psi))
-    return out
-
-
-def log_to_mlflow(cfg: JobConfig, record: RunRecord, rows: Sequence[Row], path: str, text: str) -> str:
-    """Log the run to the MLflow experiment ``lakescore-<job>``: headline metrics, the gate status
-    and the report as an artifact. Returns the MLflow run id.
-
-    With a local tracking store (sqlite, a folder) the experiment's artifacts go beside the reports
-    rather than into ./mlruns of whatever directory the job was started from.
-    """
-    import mlflow
-
-    name = f"lakescore-{cfg.name}"
-    if mlflow.get_experiment_by_name(name) is None:
-        tracking = mlflow.get_tracking_uri()
-        local = tracking.startswith(("sqlite:", "file:")) or "://" not in tracking
-        location = None
-        if local and "://" not in cfg.output.reports:
-            location = Path(cfg.output.reports, "mlflow-artifacts").resolve().as_uri()
-        mlflow.create_experiment(name, artifact_location=location)
-    gate = "failed" if any(r["scope"] == "gate" and r["bucket"] == "fail" for r in rows) else (
-        "passed" if any(r["scope"] == "gate" for r in rows) else "none"
-    )
-    experiment = mlflow.get_experiment_by_name(name)
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"{cfg.name}-{record.run_id}") as run:
-        mlflow.set_tags(
-            {
-                "lakescore.run_id": record.run_id,
-                "lakescore.status": record.status,
-                "lakescore.gate": gate,
-                "lakescore.partitions": ",".join(record.partitions),
-                "lakescore.model": record.model_resolved_uri or record.model_uri,
-            }
-        )
-        mlflow.log_metrics(headline(record, rows))
-        mlflow.log_text(text, path.rsplit("/", 1)[-1])  # the report itself, wherever it was written
-        return run.info.run_id

@@ -1,4 +1,4 @@
-"""Aggregations behind a model's training reference profile: pure frames, collected by ``jobs.reference``.
+"""Aggregations behind a model's training reference profile: pure frames, collected by ``jobs.model.training``.
 
 Numeric summaries ignore NaN and +/-inf (as the run statistics do); null counts include NaN.
 """
@@ -11,7 +11,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+from transforms.numeric import QUANTILES, finite, is_floating
+
 BINS = 10  # quantile bins: edges at the deciles of the training data
 BIN_EDGES = tuple(i / BINS for i in range(BINS + 1))
 
@@ -20,21 +21,9 @@ def is_numeric(dtype: T.DataType) -> bool:
     return isinstance(dtype, T.NumericType)
 
 
-def _is_float(dtype: T.DataType) -> bool:
-    return isinstance(dtype, (T.DoubleType, T.FloatType))
-
-
-def finite(df: DataFrame, column: str) -> Column:
-    """The column as double with NaN and +/-inf as null."""
-    col = F.col(column).cast("double")
-    if _is_float(df.schema[column].dataType):
-        return F.when(~F.isnan(col) & (F.abs(col) != F.lit(float("inf"))), col)
-    return col
-
-
 def missing(df: DataFrame, column: str) -> Column:
     col = F.col(column)
-    return col.isNull() | F.isnan(col) if _is_float(df.schema[column].dataType) else col.isNull()
+    return col.isNull() | F.isnan(col) if is_floating(df.schema[column].dataType) else col.isNull()
 
 
 def statistic(df: DataFrame, column: str, name: str) -> Column:

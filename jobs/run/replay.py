@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import ConfigError, JobConfig
-from jobs.tables import read_table
+from jobs.tables import read_table, table_exists
+from transforms.scoring import LINEAGE
 
 log = logging.getLogger("lakescore.replay")
-LINEAGE = ("model_name", "model_version", "run_id", "scored_at")
 
 
 class ReplayError(ConfigError):
@@ -43,7 +44,7 @@ def find_run(runs_path: str, run_id: str) -> Original:
     """The ledger row of ``run_id`` (read with delta-rs: the ledger is small metadata)."""
     from deltalake import DeltaTable
 
-    if not DeltaTable.is_deltatable(runs_path):
+    if not table_exists(runs_path):
         raise ReplayError(f"runs ledger {runs_path} does not exist: nothing to replay")
     rows = DeltaTable(runs_path).to_pyarrow_dataset().to_table(filter=_eq("run_id", run_id)).to_pylist()
     if not rows:
@@ -52,7 +53,13 @@ def find_run(runs_path: str, run_id: str) -> Original:
     if row["status"] != "succeeded":
         raise ReplayError(f"run {run_id} ended {row['status']}: only a run that published scores can be replayed and compared")
     return Original(
-        run_id, row["status"], tuple(row["partitions"]), int(row["input_version"]), row["model_resolved_uri"], row["config_hash"], row["scored_version"]
+        run_id,
+        row["status"],
+        tuple(row["partitions"]),
+        int(row["input_version"]),
+        row["model_resolved_uri"],
+        row["config_hash"],
+        row["scored_version"],
     )
 
 
@@ -74,7 +81,13 @@ def replay_config(cfg: JobConfig, original: Original, scratch: str) -> JobConfig
             "replay needs the config that run used (check out the code version in its ledger row)"
         )
     scratch = scratch.rstrip("/")
-    output = replace(cfg.output, **{t: f"{scratch}/{t}" for t in ("scored", "quarantine", "stats", "runs")})
+    output = replace(
+        cfg.output,
+        scored=f"{scratch}/scored",
+        quarantine=f"{scratch}/quarantine",
+        stats=f"{scratch}/stats",
+        runs=f"{scratch}/runs",
+    )
     return replace(cfg, model=replace(cfg.model, uri=original.model_resolved_uri), output=output)
 
 
@@ -118,7 +131,9 @@ def compare(
 
     Floating outputs match within ``tolerance`` (absolute); others must be equal, nulls included.
     """
-    published = read_table(spark, published_path, engine, version=original.scored_version).where(F.col("run_id") == F.lit(original.run_id))
+    published = read_table(spark, published_path, engine, version=original.scored_version).where(
+        F.col("run_id") == F.lit(original.run_id)
+    )
     replayed = read_table(spark, replayed_path, engine)
     outputs = [c for c in published.columns if c not in (*join_on, *LINEAGE) and c in replayed.columns]
     a = published.select(*join_on, *[F.col(c).alias(f"a_{c}") for c in outputs], F.lit(True).alias("a_row"))
@@ -140,7 +155,7 @@ def compare(
         else:
             differs = ~x.eqNullSafe(y)
         aggs.append(F.count(F.when(both & differs, 1)).alias(f"mismatch_{c}"))
-    row = joined.agg(*aggs).first()  # one row of counts
+    row = cast(Row, joined.agg(*aggs).first())  # one row of counts
     return Comparison(
         row["published"],
         row["replayed"],

@@ -1,4 +1,4 @@
-"""Print the spark-submit commands for a packaged LakeScore: ``python -m jobs.submit_command``.
+"""Print the spark-submit commands for a packaged LakeScore: ``python -m jobs.tools.submit_command``.
 
 ``make package`` calls it after building the wheel and the environment archive, so the commands
 name the files it just built.
@@ -19,26 +19,38 @@ def commands(wheel: str, env: str, conf: str, partition: str = "ds=2024-06-01", 
     conf_name = Path(conf).name
     common = [
         "spark-submit",
-        "--master", master,
-        "--deploy-mode", "cluster",
-        "--archives", f"{env}#environment",
-        "--conf", "spark.pyspark.python=./environment/bin/python",
-        "--py-files", wheel,
-        "--files", conf,
+        "--master",
+        master,
+        "--deploy-mode",
+        "cluster",
+        "--archives",
+        f"{env}#environment",
+        "--conf",
+        "spark.pyspark.python=./environment/bin/python",
+        "--py-files",
+        wheel,
+        "--files",
+        conf,
     ]
     job = ["jobs/score.py", "--conf", conf_name, "--partition", partition]
     native = [
         *common,
-        "--packages", DELTA_PACKAGES,
+        "--packages",
+        DELTA_PACKAGES,
         *[arg for key, value in DELTA_SQL_CONF.items() for arg in ("--conf", f"{key}={value}")],
-        *job, "--set", "engine=native",
+        *job,
+        "--set",
+        "engine=native",
     ]
     embedded = [*common, *job, "--set", "engine=embedded"]
-    return {"native Delta engine (delta-spark jars from Maven or on the cluster)": native, "embedded Delta engine (no jars)": embedded}
+    return {
+        "native Delta engine (delta-spark jars from Maven or on the cluster)": native,
+        "embedded Delta engine (no jars)": embedded,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.submit_command", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="lakescore-submit-command", description=__doc__.split("\n")[0])
     p.add_argument("--wheel", required=True)
     p.add_argument("--env", required=True)
     p.add_argument("--conf", required=True)
@@ -48,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbuilt {args.wheel} and {args.env}\n")
     for title, argv_ in commands(args.wheel, args.env, args.conf, args.partition, args.master).items():
         print(f"# {title}")
-        print(" \\\n    ".join(shlex.join(argv_[i : i + 2]) if argv_[i].startswith("--") else shlex.quote(argv_[i]) for i in _starts(argv_)))
+        print(
+            " \\\n    ".join(
+                shlex.join(argv_[i : i + 2]) if argv_[i].startswith("--") else shlex.quote(argv_[i]) for i in _starts(argv_)
+            )
+        )
         print()
     return 0
 

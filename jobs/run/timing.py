@@ -1,4 +1,5 @@
-"""Progress of long steps: while a step runs, log the active Spark stages' task counts now and then."""
+"""Step timings and progress: each step logs when it starts and ends, and long ones log the active
+Spark stages' task counts now and then."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pyspark import SparkContext
 
 log = logging.getLogger("lakescore.progress")
+run_log = logging.getLogger("lakescore.run")  # where a step's start and end are logged
 
 
 def _report(sc: SparkContext, what: str, started: float) -> None:
@@ -39,3 +41,17 @@ def progress(sc: SparkContext, what: str, every: float = 15.0) -> Iterator[None]
     finally:
         stop.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float], step: str, what: str) -> Iterator[None]:
+    """Log ``what`` as it starts and ends, with progress lines between, and add its seconds to
+    ``timings[step]`` (the stage's own dict, which it returns)."""
+    run_log.info("%s ...", what)
+    start = time.perf_counter()
+    sc = SparkContext._active_spark_context
+    with progress(sc, what) if sc is not None else contextlib.nullcontext():
+        yield
+    took = time.perf_counter() - start
+    timings[step] = round(timings.get(step, 0.0) + took, 3)
+    run_log.info("%s done in %.1fs", what, took)

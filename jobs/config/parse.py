@@ -1,0 +1,202 @@
+"""A parsed YAML document to a validated :class:`JobConfig`, section by section."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jobs.config.fields import (
+    Where,
+    boolean,
+    identifier,
+    identifiers,
+    limits,
+    mapping_of,
+    number,
+    positive_int,
+    rate,
+    required,
+    string,
+    table_path,
+)
+from jobs.config.sections import (
+    CONTRACT_TYPES,
+    ENGINES,
+    GATE_MODES,
+    ContractConfig,
+    DriftConfig,
+    GateConfig,
+    InputConfig,
+    JobConfig,
+    ModelConfig,
+    OutputConfig,
+    ScoringConfig,
+    SparkConfig,
+    StatsConfig,
+)
+from jobs.config.specs import parse_rule, parse_steps
+
+_MODEL_URI = re.compile(r"^(models:/[^/@]+(@[\w-]+|/\d+)|runs:/[0-9a-zA-Z]+/.+|file:/.+|/.+)$")
+
+
+def _gate(raw: Any, where: Where) -> GateConfig:
+    g = mapping_of(raw, where, {"mode", "min_rows", "max_quarantine_rate", "max_null_rate", "max_psi"})
+    mode = g.get("mode", "fail")
+    if mode not in GATE_MODES:
+        raise (where / "mode").error(f"expected one of {', '.join(GATE_MODES)}, got {mode!r}")
+    min_rows = g.get("min_rows")
+    if min_rows is not None and (isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0):
+        raise (where / "min_rows").error(f"expected a non-negative integer, got {min_rows!r}")
+
+    def psi_limit(value: Any, w: Where) -> float:
+        x = number(value, w)
+        if x < 0:
+            raise w.error(f"expected a non-negative number, got {value!r}")
+        return x
+
+    return GateConfig(
+        mode=mode,
+        min_rows=min_rows,
+        max_quarantine_rate=rate(g["max_quarantine_rate"], where / "max_quarantine_rate")
+        if g.get("max_quarantine_rate") is not None
+        else None,
+        max_null_rate=limits(g.get("max_null_rate"), where / "max_null_rate", rate),
+        max_psi=limits(g.get("max_psi"), where / "max_psi", psi_limit),
+    )
+
+
+def _drift(raw: Any, where: Where) -> DriftConfig:
+    d = mapping_of(raw, where, {"reference"})
+    if d.get("reference") is None:
+        return DriftConfig()
+    ref = mapping_of(d["reference"], where / "reference", {"partition"})
+    partition = string(required(ref, "partition", where / "reference"), where / "reference" / "partition")
+    if not re.match(r"^\w+=[^,]+(,\w+=[^,]+)*$", partition):
+        raise (where / "reference" / "partition").error(f"expected COL=VALUE[,COL=VALUE], got {partition!r}")
+    return DriftConfig(partition)
+
+
+def parse_config(raw: Any, source: str) -> JobConfig:
+    """Turn a parsed YAML document into a validated :class:`JobConfig`."""
+    root = Where(source)
+    raw = mapping_of(
+        raw,
+        root,
+        {
+            "name",
+            "engine",
+            "keys",
+            "input",
+            "output",
+            "model",
+            "validation",
+            "preprocessing",
+            "preprocessing_override",
+            "contract",
+            "scoring",
+            "spark",
+            "gate",
+            "stats",
+            "drift",
+        },
+    )
+    engine = raw.get("engine", "auto")
+    if engine not in ENGINES:
+        raise (root / "engine").error(f"expected one of {', '.join(ENGINES)}, got {engine!r}")
+
+    w = root / "input"
+    r = mapping_of(required(raw, "input", root), w, {"path", "partition_by"})
+    inp = InputConfig(table_path(required(r, "path", w), w / "path"), identifiers(r.get("partition_by"), w / "partition_by"))
+    if not inp.partition_by:
+        raise (w / "partition_by").error("the input must be partitioned (e.g. [ds]); LakeScore scores partitions")
+
+    w = root / "output"
+    r = mapping_of(required(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough", "reports"})
+    stats_path = table_path(required(r, "stats", w), w / "stats")
+    scored, quarantine, stats, runs = (table_path(required(r, k, w), w / k) for k in ("scored", "quarantine", "stats", "runs"))
+    out = OutputConfig(
+        scored,
+        quarantine,
+        stats,
+        runs,
+        passthrough=identifiers(r.get("passthrough"), w / "passthrough"),
+        # beside the tables by default: <folder of the stats table>/reports
+        reports=table_path(r["reports"], w / "reports")
+        if r.get("reports") is not None
+        else f"{stats_path.rsplit('/', 1)[0]}/reports",
+    )
+    paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs]
+    if len(set(paths)) != len(paths):
+        raise w.error("the input and the four output tables must all be different paths")
+
+    w = root / "model"
+    r = mapping_of(required(raw, "model", root), w, {"uri", "tracking_uri", "features"})
+    uri = string(required(r, "uri", w), w / "uri")
+    if not _MODEL_URI.match(uri):
+        raise (w / "uri").error(f"{uri!r} is not models:/name@alias, models:/name/version, runs:/id/path or a path")
+    tracking = r.get("tracking_uri")
+    model = ModelConfig(
+        uri, string(tracking, w / "tracking_uri") if tracking else None, identifiers(r.get("features"), w / "features")
+    )
+
+    w = root / "validation"
+    v = mapping_of(raw.get("validation"), w, {"rules"})
+    rules_raw = v.get("rules") or []
+    if not isinstance(rules_raw, list):
+        raise (w / "rules").error("expected a list of rules")
+    rules = tuple(parse_rule(x, w / "rules" / i) for i, x in enumerate(rules_raw))
+    names = [x.name for x in rules]
+    if len(set(names)) != len(names):
+        raise (w / "rules").error(f"rule names must be unique: {names}")
+
+    # absent means "use the model's pipeline"; an empty list declares that there are no steps
+    steps = parse_steps(raw["preprocessing"], root / "preprocessing") if raw.get("preprocessing") is not None else None
+    override = boolean(raw.get("preprocessing_override", False), root / "preprocessing_override")
+
+    w = root / "contract"
+    c = mapping_of(raw.get("contract"), w, {"columns"})
+    declared = mapping_of(c.get("columns"), w / "columns", set(c.get("columns") or {}))
+    contract_columns = []
+    for col, typ in declared.items():
+        identifier(col, w / "columns")
+        if not isinstance(typ, str) or typ.lower() not in CONTRACT_TYPES:
+            raise (w / "columns" / col).error(f"unknown type {typ!r} (known: {', '.join(CONTRACT_TYPES)})")
+        contract_columns.append((col, CONTRACT_TYPES[typ.lower()]))
+    contract = ContractConfig(tuple(contract_columns))
+
+    w = root / "scoring"
+    s = mapping_of(raw.get("scoring"), w, {"batch_size"})
+    scoring = ScoringConfig(positive_int(s.get("batch_size", 100_000), w / "batch_size"))
+
+    w = root / "spark"
+    s = mapping_of(raw.get("spark"), w, {"master", "app_name", "conf"})
+    conf = mapping_of(s.get("conf"), w / "conf", set(s.get("conf") or {}))
+    spark = SparkConfig(
+        s.get("master"),
+        s.get("app_name") or f"lakescore-{raw.get('name', 'job')}",
+        tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items())),
+    )
+
+    keys = identifiers(required(raw, "keys", root), root / "keys")
+    if not keys:
+        raise (root / "keys").error("at least one key column is required")
+    return JobConfig(
+        name=identifier(required(raw, "name", root), root / "name"),
+        source=source,
+        engine=engine,
+        keys=keys,
+        input=inp,
+        output=out,
+        model=model,
+        rules=rules,
+        preprocessing=steps,
+        preprocessing_override=override,
+        contract=contract,
+        scoring=scoring,
+        spark=spark,
+        gate=_gate(raw.get("gate"), root / "gate"),
+        stats=StatsConfig(
+            positive_int(mapping_of(raw.get("stats"), root / "stats", {"top_k"}).get("top_k", 10), root / "stats" / "top_k")
+        ),
+        drift=_drift(raw.get("drift"), root / "drift"),
+    )

@@ -1,0 +1,43 @@
+"""A partition's statistics: counts, nulls, distributions and binned counts of what came in, what
+the model saw and what it said, in three aggregations over the two cached frames of the partition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from jobs.config import JobConfig
+from jobs.model.resolve import ResolvedModel
+from transforms.stats import Bins, category_profile, input_profile, prediction_profile
+
+
+def profile_partition(
+    cfg: JobConfig,
+    model: ResolvedModel,
+    bins: tuple[Mapping[str, Bins], Mapping[str, Bins]],
+    checked: DataFrame,
+    model_view: DataFrame,
+    profiled: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The partition's statistics rows (the first query to touch ``model_view`` scores it).
+
+    Args:
+        bins: the features' and the predictions' bins (the run plan's), what drift is counted in.
+        checked: the partition's rows after validation, quarantined ones included.
+        model_view: the scored rows with the binned features riding along.
+        profiled: the features the raw input has (derived ones appear only after preprocessing).
+    """
+    feature_bins, prediction_bins = bins
+    group = list(cfg.input.partition_by)
+    categorical = [f for f in profiled if not isinstance(checked.schema[f].dataType, T.NumericType)]
+    known = {c: b.categories for c, b in feature_bins.items() if b.categories and c in categorical}
+    profile = (
+        checked.transform(input_profile(profiled, [r.name for r in cfg.rules], group))
+        .unionByName(checked.transform(category_profile(categorical, group, cfg.stats.top_k, known)))
+        .unionByName(model_view.transform(prediction_profile(model.outputs, group, dict(feature_bins), dict(prediction_bins))))
+    )
+    # The aggregates are a few rows per feature and metric: small enough for the driver.
+    return [r.asDict() for r in profile.collect()]

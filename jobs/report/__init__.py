@@ -1,0 +1,1 @@
+"""The run report: its HTML, and where it is written and logged."""

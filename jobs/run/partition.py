@@ -1,0 +1,165 @@
+"""One partition, stage by stage: read and check it, quarantine what breaks the rules, score the
+rest, profile both, judge them by drift and the gate, publish the scores, account for every row.
+
+Each partition is its own unit with its own transactions, so a rerun of one partition replaces
+exactly that partition in the scored and quarantine tables. The statistics, drift and gate come
+before the scored write: a partition that fails the gate (mode fail) is not published (its
+quarantined rows are: they say why).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from jobs.quality.drift import drift_rows
+from jobs.quality.gate import Check, check_gate
+from jobs.quality.profile import profile_partition
+from jobs.quality.stats_table import previous_partition
+from jobs.run.context import RunContext
+from jobs.run.outcome import PartitionOutcome, PartitionResult, partition_result
+from jobs.run.partition_spec import partition_label
+from jobs.run.plan import feature_types, required_columns, scored_columns
+from jobs.run.publish import publish_quarantine, publish_scores
+from jobs.run.timing import timed
+from jobs.tables import read_table
+from transforms.contract import check_contract, conform
+from transforms.scoring import score, scored_rows
+from transforms.validation import passing_rows, quarantined_rows, validate
+
+log = logging.getLogger("lakescore.run")
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CheckedInput:
+    """A partition as read, and the casts its contract checks settled."""
+
+    raw: DataFrame
+    input_casts: dict[str, T.DataType]  # onto the input, before preprocessing
+    feature_casts: dict[str, T.DataType]  # onto the features, after preprocessing
+
+
+def read_partition(ctx: RunContext, spec: dict[str, Any]) -> CheckedInput:
+    """Read the partition at the run's snapshot and check both contracts.
+
+    Feature types are a contract on what the model receives, so they are checked after
+    preprocessing; Spark analyses the plan here, so a step that cannot run fails before any row is read.
+    """
+    cfg, model = ctx.cfg, ctx.model
+    raw = read_table(ctx.spark, cfg.input.path, ctx.engine, [spec], ctx.input_version, cfg.scoring.batch_size)
+    input_casts = check_contract(raw.schema, required_columns(cfg, model, ctx.plan.steps), cfg.input.path)
+    prepared_schema = raw.transform(ctx.plan.prepare(input_casts)).schema
+    wanted = feature_types(model, scored_columns(cfg))
+    feature_casts = check_contract(prepared_schema, wanted, f"{cfg.input.path} (after preprocessing)")
+    return CheckedInput(raw, input_casts, feature_casts)
+
+
+def binned_features(ctx: RunContext) -> list[str]:
+    """The features drift counts in bins that the scored table does not keep: they ride along in the
+    cached model view, so one aggregation profiles what the model saw and what it said."""
+    passthrough = scored_columns(ctx.cfg)
+    return [f for f in ctx.plan.feature_bins if f in ctx.model.features and f not in passthrough]
+
+
+def model_view(ctx: RunContext, checked: DataFrame, casts: CheckedInput, binned: Sequence[str]) -> DataFrame:
+    """The rows that passed the rules, preprocessed and scored, as the scored table's contract plus ``binned``."""
+    cfg, model = ctx.cfg, ctx.model
+    passthrough = scored_columns(cfg)
+    return (
+        checked.transform(passing_rows)
+        .transform(ctx.plan.prepare(casts.input_casts))
+        .transform(conform(casts.feature_casts))
+        .transform(score(ctx.model_location, model.features, model.outputs, [*passthrough, *binned]))
+        .transform(
+            scored_rows(
+                passthrough, model.outputs, model.name, model.version, ctx.run_id, ctx.scored_at, cfg.input.partition_by, binned
+            )
+        )
+    )
+
+
+def assess(
+    ctx: RunContext, spec: dict[str, Any], rows: list[Row], earlier: Sequence[Row], score_seconds: float
+) -> tuple[list[Row], list[Check]]:
+    """``rows`` plus the scoring speed, drift (baseline and against the previous partition) and the gate checks."""
+    cfg, plan = ctx.cfg, ctx.plan
+
+    def row(scope: str, column: str, metric: str, value: float | None) -> Row:
+        return {"scope": scope, "column": column, "metric": metric, "bucket": None, "value": value}
+
+    scored = next((r["value"] for r in rows if (r["scope"], r["column"], r["metric"]) == ("rows", "*", "rows_scored")), 0)
+    speed = scored / score_seconds if score_seconds > 0 else None
+    rows = [*rows, row("timing", "*", "score_seconds", score_seconds), row("timing", "*", "rows_per_second", speed)]
+    before, before_rows = previous_partition(
+        ctx.spark, cfg.output.stats, ctx.engine, cfg.name, cfg.input.partition_by, spec, earlier
+    )
+    if before is None:
+        log.info("partition %s: no earlier partition has statistics; no consecutive drift", partition_label(spec))
+    rows += drift_rows(rows, plan.feature_bins, plan.prediction_bins, before_rows, before)
+    features = [f for f in ctx.model.features if any(r["column"] == f for r in rows)]
+    checks = check_gate(cfg.gate, rows, features, [f.name for f in ctx.model.outputs.fields], cfg.source)
+    for c in checks:
+        if c.outcome == "fail":
+            log.warning(
+                "partition %s: gate check %s(%s) failed: %s against a limit of %g",
+                partition_label(spec),
+                c.name,
+                c.column,
+                c.observed,
+                c.limit,
+            )
+    return rows + [c.row() for c in checks], checks
+
+
+def score_partition(ctx: RunContext, spec: dict[str, Any], earlier: Sequence[Row] = ()) -> PartitionOutcome:
+    """Score one input partition. ``earlier``: this run's statistics rows so far (consecutive drift)."""
+    cfg, model = ctx.cfg, ctx.model
+    label = partition_label(spec)
+    timings: dict[str, float] = {}
+    casts = read_partition(ctx, spec)
+    checked = casts.raw.transform(validate(cfg.rules)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with timed(timings, "quarantine_write", f"partition {label}: validating and writing quarantined rows"):
+            quarantined = quarantined_rows(casts.raw.columns, ctx.run_id, ctx.scored_at, ctx.plan.reasons_with_code)
+            publish_quarantine(ctx, spec, checked.transform(quarantined))
+        binned = binned_features(ctx)
+        view = model_view(ctx, checked, casts, binned).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            with timed(timings, "score", f"partition {label}: scoring with {model.uri} and profiling"):
+                profiled = [f for f in model.features if f in casts.raw.columns]
+                rows = profile_partition(cfg, model, (ctx.plan.feature_bins, ctx.plan.prediction_bins), checked, view, profiled)
+            rows, checks = assess(ctx, spec, rows, earlier, timings["score"])
+            stamp = {"run_id": ctx.run_id, "job": cfg.name, "partition": label, "computed_at": ctx.scored_at, **spec}
+            rows = [r | stamp for r in rows]
+            failed = tuple(c for c in checks if c.outcome == "fail") if cfg.gate.mode == "fail" else ()
+            version = None
+            if not failed:
+                with timed(timings, "score_write", f"partition {label}: writing the scores"):
+                    version = publish_scores(ctx, spec, view.drop(*binned)).version
+        finally:
+            view.unpersist()
+    finally:
+        checked.unpersist()
+    result = partition_result(label, rows)
+    if not failed:
+        _check_accounting(label, result)
+    return PartitionOutcome(result, tuple(rows), version, timings, failed)
+
+
+def _check_accounting(label: str, result: PartitionResult) -> None:
+    """Every row in is scored or quarantined: a run that lost one must not report success."""
+    if result.rows_in != result.rows_scored + result.rows_quarantined:
+        raise RuntimeError(
+            f"partition {label}: rows in ({result.rows_in}) != scored ({result.rows_scored}) + "
+            f"quarantined ({result.rows_quarantined}); refusing to report success"
+        )
+    log.info(
+        "partition %s: %d rows in, %d scored, %d quarantined", label, result.rows_in, result.rows_scored, result.rows_quarantined
+    )
