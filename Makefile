@@ -18,7 +18,7 @@ JARS_STAMP := $(JARS)/.fetched
 # delta-spark's jars (when setup could fetch them) and the Delta SQL confs, as spark-submit options
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties" $$($(PY) -m jobs.tables.jars)
 
-.PHONY: help setup check-java demo run test test-slow lint bench package cluster-test sql notebook clean
+.PHONY: help setup check-java demo run test test-slow lint format check bench package cluster-test sql notebook clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,11 +54,11 @@ run: demo ## score one partition of the demo table through spark-submit (PARTITI
 	$(SPARK_SUBMIT) jobs/score.py --conf $(CONF) --partition ds=$(PARTITION)
 
 sql: setup ## SQL over the demo job's tables with DuckDB: make sql Q="select * from runs"
-	@$(PY) -m jobs.sql --conf $(CONF) "$$Q"
+	@$(PY) -m jobs.tools.sql --conf $(CONF) "$$Q"
 
 notebook: setup ## run the analysts' notebook over the demo tables into build/quality.ipynb (make run first)
 	@mkdir -p build
-	$(PY) -m jobs.notebook --conf $(CONF) --out build/quality.ipynb
+	$(PY) -m jobs.tools.notebook --conf $(CONF) --out build/quality.ipynb
 
 test: setup ## run the test suite, both Delta engines (without the slow multi-process cases: make test-slow)
 	$(PY) -m pytest -q -m "not cluster and not slow"
@@ -66,8 +66,19 @@ test: setup ## run the test suite, both Delta engines (without the slow multi-pr
 test-slow: setup ## the cases that start their own spark-submit or job processes (minutes each)
 	$(PY) -m pytest -q -m "slow and not cluster"
 
-lint: setup ## ruff over the code
-	$(VENV)/bin/ruff check jobs transforms tests bench
+LINTED := jobs transforms tests bench
+
+lint: setup ## ruff's rules over the code (style, bugs, complexity ratchet)
+	$(VENV)/bin/ruff check $(LINTED)
+
+format: setup ## rewrite the code in ruff's format and apply ruff's safe fixes
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+
+check: setup ## what CI checks before the tests: ruff format --check, ruff check, mypy (setup.cfg [mypy])
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
 
 bench: setup ## scoring throughput (ours vs spark_udf vs predict) and Delta I/O (embedded vs Spark Parquet), ROWS=1000000
 	$(PY) -m bench.scoring --rows $(ROWS)
@@ -98,7 +109,7 @@ $(ENV_ARCHIVE): $(PACK_VENV)/.deps $(SOURCES)
 package: setup $(ENV_ARCHIVE) ## the job's wheel and its Python environment for --archives, in dist/; prints the spark-submit commands
 	rm -rf dist/lakescore-*.whl build/lib
 	$(PY) -m pip wheel --quiet --no-deps -w dist .
-	@$(PY) -m jobs.submit_command --wheel "$$(ls dist/lakescore-*.whl)" --env $(ENV_ARCHIVE) --conf $(CONF)
+	@$(PY) -m jobs.tools.submit_command --wheel "$$(ls dist/lakescore-*.whl)" --env $(ENV_ARCHIVE) --conf $(CONF)
 
 cluster-test: package ## start a standalone Spark master and worker on 127.0.0.1, run the packaged job there, stop them
 	$(PY) -m pytest -q -m cluster tests/cluster
