@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobs.config.fields import Where, boolean, distinct_columns, identifier, mapping_of, number, required, scalar, string
@@ -48,68 +48,91 @@ def parse_rule(raw: Any, where: Where) -> RuleConfig:
     return RuleConfig(kind, name, column)
 
 
+def _cast(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    to = string(required(raw, "to", where), where / "to")
+    if to not in CAST_TYPES:
+        raise (where / "to").error(f"unknown type {to!r} (known: {', '.join(CAST_TYPES)})")
+    return {"to": to}
+
+
+def _fill_null(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    value = required(raw, "value", where)
+    if not isinstance(value, Mapping):
+        return {"value": scalar(value, where / "value")}
+    ref = mapping_of(value, where / "value", {"reference"})
+    statistic = string(required(ref, "reference", where / "value"), where / "value" / "reference")
+    if statistic not in REFERENCE_STATISTICS:
+        raise (where / "value" / "reference").error(f"unknown statistic {statistic!r} (known: {', '.join(REFERENCE_STATISTICS)})")
+    return {"reference": statistic}
+
+
+def _clip(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    lo = number(required(raw, "lower", where), where / "lower")
+    hi = number(required(raw, "upper", where), where / "upper")
+    if lo > hi:
+        raise (where / "lower").error(f"lower {lo} is greater than upper {hi}")
+    return {"lower": lo, "upper": hi}
+
+
+def _bucketize(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    given = required(raw, "splits", where)
+    if not isinstance(given, list) or len(given) < 2:
+        raise (where / "splits").error(f"expected a list of at least two numbers, got {given!r}")
+    splits = [number(v, where / "splits" / i) for i, v in enumerate(given)]
+    for i in range(1, len(splits)):
+        if not splits[i] > splits[i - 1]:  # also refuses NaN
+            raise (where / "splits" / i).error(f"splits must increase strictly: {splits[i]} after {splits[i - 1]}")
+    return {"splits": tuple(splits)}
+
+
+def _map_categories(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    mapping = required(raw, "mapping", where)
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise (where / "mapping").error(f"expected a non-empty mapping of value: category, got {mapping!r}")
+    pairs = [(str(scalar(k, where / "mapping")), str(scalar(v, where / "mapping" / str(k)))) for k, v in mapping.items()]
+    return {"mapping": tuple(sorted(pairs)), "other": str(scalar(raw.get("other", "other"), where / "other"))}
+
+
+def _derive(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    return {"expr": string(required(raw, "expr", where), where / "expr")}
+
+
+def _select(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    return {"columns": distinct_columns(raw, where)}
+
+
+def _rename(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    mapping = required(raw, "columns", where)
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise (where / "columns").error(f"expected a non-empty mapping of old: new column names, got {mapping!r}")
+    pairs = [(identifier(k, where / "columns"), identifier(v, where / "columns" / str(k))) for k, v in mapping.items()]
+    targets = [new for _, new in pairs]
+    if len(set(targets)) != len(targets):
+        raise (where / "columns").error(f"two columns renamed to the same name: {targets}")
+    return {"columns": tuple(pairs)}  # in the order written
+
+
+# each step's own keys, checked: its params as StepConfig holds them
+_STEP_PARAMS: dict[str, Callable[[Mapping[str, Any], Where], dict[str, Any]]] = {
+    "cast": _cast,
+    "fill_null": _fill_null,
+    "clip": _clip,
+    "log1p": lambda raw, where: {},
+    "bucketize": _bucketize,
+    "map_categories": _map_categories,
+    "derive": _derive,
+    "select": _select,
+    "rename": _rename,
+}
+
+
 def parse_step(raw: Any, where: Where) -> StepConfig:
     kind = string(mapping_of(raw, where, {"step", *set().union(*STEP_KINDS.values())}).get("step"), where / "step")
     if kind not in STEP_KINDS:
         raise (where / "step").error(f"unknown step {kind!r} (known: {', '.join(STEP_KINDS)})")
     raw = mapping_of(raw, where, {"step"} | STEP_KINDS[kind])
     column = identifier(required(raw, "column", where), where / "column") if "column" in STEP_KINDS[kind] else None
-    params: dict[str, Any] = {}
-    if kind == "cast":
-        to = string(required(raw, "to", where), where / "to")
-        if to not in CAST_TYPES:
-            raise (where / "to").error(f"unknown type {to!r} (known: {', '.join(CAST_TYPES)})")
-        params["to"] = to
-    elif kind == "fill_null":
-        value = required(raw, "value", where)
-        if isinstance(value, Mapping):
-            ref = mapping_of(value, where / "value", {"reference"})
-            statistic = string(required(ref, "reference", where / "value"), where / "value" / "reference")
-            if statistic not in REFERENCE_STATISTICS:
-                raise (where / "value" / "reference").error(
-                    f"unknown statistic {statistic!r} (known: {', '.join(REFERENCE_STATISTICS)})"
-                )
-            params["reference"] = statistic
-        else:
-            params["value"] = scalar(value, where / "value")
-    elif kind == "clip":
-        lo = number(required(raw, "lower", where), where / "lower")
-        hi = number(required(raw, "upper", where), where / "upper")
-        if lo > hi:
-            raise (where / "lower").error(f"lower {lo} is greater than upper {hi}")
-        params.update(lower=lo, upper=hi)
-    elif kind == "bucketize":
-        splits = required(raw, "splits", where)
-        if not isinstance(splits, list) or len(splits) < 2:
-            raise (where / "splits").error(f"expected a list of at least two numbers, got {splits!r}")
-        splits = [number(v, where / "splits" / i) for i, v in enumerate(splits)]
-        for i in range(1, len(splits)):
-            if not splits[i] > splits[i - 1]:  # also refuses NaN
-                raise (where / "splits" / i).error(f"splits must increase strictly: {splits[i]} after {splits[i - 1]}")
-        params["splits"] = tuple(splits)
-    elif kind == "map_categories":
-        mapping = required(raw, "mapping", where)
-        if not isinstance(mapping, Mapping) or not mapping:
-            raise (where / "mapping").error(f"expected a non-empty mapping of value: category, got {mapping!r}")
-        pairs = []
-        for k, v in mapping.items():
-            pairs.append((str(scalar(k, where / "mapping")), str(scalar(v, where / "mapping" / str(k)))))
-        params["mapping"] = tuple(sorted(pairs))
-        params["other"] = str(scalar(raw.get("other", "other"), where / "other"))
-    elif kind == "derive":
-        params["expr"] = string(required(raw, "expr", where), where / "expr")
-    elif kind == "select":
-        columns = distinct_columns(raw, where)
-        params["columns"] = columns
-    elif kind == "rename":
-        mapping = required(raw, "columns", where)
-        if not isinstance(mapping, Mapping) or not mapping:
-            raise (where / "columns").error(f"expected a non-empty mapping of old: new column names, got {mapping!r}")
-        pairs = [(identifier(k, where / "columns"), identifier(v, where / "columns" / str(k))) for k, v in mapping.items()]
-        targets = [new for _, new in pairs]
-        if len(set(targets)) != len(targets):
-            raise (where / "columns").error(f"two columns renamed to the same name: {targets}")
-        params["columns"] = tuple(pairs)  # in the order written
+    params = _STEP_PARAMS[kind](raw, where)
     return StepConfig(kind, column, tuple(sorted(params.items())))
 
 

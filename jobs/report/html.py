@@ -142,21 +142,8 @@ def _limit(gate: GateConfig, name: str, column: str) -> float | None:
     return limits.get(column, limits.get(ALL_COLUMNS))
 
 
-def render(
-    cfg: JobConfig,
-    record: RunRecord,
-    rows: Sequence[Row],
-    feature_bins: Mapping[str, Bins],
-    prediction_bins: Mapping[str, Bins],
-    features: Sequence[str],
-) -> str:
-    """The report's HTML: run facts, counts, gate results, drift per feature, each feature's
-    distribution against the reference, the prediction histograms."""
-    st = _Stats(rows)
-    parts = st.partitions
-    colors = {p: COLORS[i % len(COLORS)] for i, p in enumerate(parts)}
-    gate_failed = any(r["scope"] == "gate" and r["bucket"] == "fail" for r in rows)
-    status_class = "ok" if record.status == "succeeded" and not gate_failed else "warn" if record.status == "succeeded" else "bad"
+def _header(cfg: JobConfig, record: RunRecord, gate_failed: bool, status_class: str) -> list[str]:
+    """The title, the run's status and facts, and its error if any."""
     out: list[str] = []
     w = out.append
     w(
@@ -185,7 +172,13 @@ def render(
     )
     if record.error:
         w(f"<p class='fail'>{html.escape(record.error)}</p>")
+    return out
 
+
+def _counts(st: _Stats, parts: Sequence[str]) -> list[str]:
+    """Rows in, scored and quarantined per partition, and the quarantined rows by rule."""
+    out: list[str] = []
+    w = out.append
     w(
         "<h2>Counts</h2><table><tr><th class='l'>partition</th><th>rows in</th><th>scored</th><th>quarantined</th>"
         "<th>quarantine rate</th><th>scoring s</th><th>rows/s</th></tr>"
@@ -214,7 +207,13 @@ def render(
                 + "</tr>"
             )
         w("</table>")
+    return out
 
+
+def _gate(cfg: JobConfig, rows: Sequence[Row], st: _Stats, parts: Sequence[str]) -> list[str]:
+    """Each gate check's observed value per partition against its limit."""
+    out: list[str] = []
+    w = out.append
     w("<h2>Quality gate</h2>")
     gate_rows = [r for r in rows if r["scope"] == "gate"]
     if not gate_rows:
@@ -238,7 +237,13 @@ def render(
                 f"<tr><td class='l'>{html.escape(name)}</td><td class='l'>{html.escape(column)}</td><td>{_fmt(_limit(cfg.gate, name, column))}</td>{''.join(cells)}</tr>"
             )
         w("</table>")
+    return out
 
+
+def _drift(st: _Stats, parts: Sequence[str]) -> list[str]:
+    """Drift per column and partition, against the reference and the previous partition."""
+    out: list[str] = []
+    w = out.append
     w(
         "<h2>Drift</h2><p class='muted'>PSI, Jensen-Shannon distance (base 2), KS (at the reference's bin edges) and the difference of means, "
         f"against the model's training reference (baseline) and the previous partition (consecutive). PSI above {PSI_MODERATE} is shaded, above {PSI_SHIFTED} red.</p>"
@@ -263,7 +268,15 @@ def render(
     w("</table>")
     if not drifted:
         w("<p class='muted'>No drift computed: the model has no training reference and no earlier partition has statistics.</p>")
+    return out
 
+
+def _features(
+    features: Sequence[str], feature_bins: Mapping[str, Bins], st: _Stats, parts: Sequence[str], colors: Mapping[str, str]
+) -> list[str]:
+    """Each feature's distribution against the reference, with its summary statistics."""
+    out: list[str] = []
+    w = out.append
     w(
         "<h2>Features: reference vs current</h2><p class='muted'>Shares of each feature's values (after preprocessing, as the model saw them) "
         "in the training reference's bins: deciles for numerics, categories for the rest.</p>"
@@ -315,7 +328,13 @@ def render(
             f"<div class='feature'><div>{plot or '<p class=muted>no reference bins for ' + html.escape(column) + '</p>'}</div>"
             f"<div><h3>{html.escape(column)}</h3>{''.join(facts)}</div></div>"
         )
+    return out
 
+
+def _predictions(prediction_bins: Mapping[str, Bins], st: _Stats, parts: Sequence[str], colors: Mapping[str, str]) -> list[str]:
+    """The prediction histograms and each output's summary."""
+    out: list[str] = []
+    w = out.append
     w("<h2>Predictions</h2>")
     for column, bins in prediction_bins.items():
         series = [("training reference", list(bins.reference), REFERENCE_COLOR)] if bins.reference else []
@@ -335,5 +354,32 @@ def render(
                 + "</tr>"
             )
     w("</table>")
+    return out
+
+
+def render(
+    cfg: JobConfig,
+    record: RunRecord,
+    rows: Sequence[Row],
+    feature_bins: Mapping[str, Bins],
+    prediction_bins: Mapping[str, Bins],
+    features: Sequence[str],
+) -> str:
+    """The report's HTML: run facts, counts, gate results, drift per feature, each feature's
+    distribution against the reference, the prediction histograms."""
+    st = _Stats(rows)
+    parts = st.partitions
+    colors = {p: COLORS[i % len(COLORS)] for i, p in enumerate(parts)}
+    gate_failed = any(r["scope"] == "gate" and r["bucket"] == "fail" for r in rows)
+    status_class = "ok" if record.status == "succeeded" and not gate_failed else "warn" if record.status == "succeeded" else "bad"
+    out = [
+        *_header(cfg, record, gate_failed, status_class),
+        *_counts(st, parts),
+        *_gate(cfg, rows, st, parts),
+        *_drift(st, parts),
+        *_features(features, feature_bins, st, parts, colors),
+        *_predictions(prediction_bins, st, parts, colors),
+    ]
+    w = out.append
     w(f"<p class='muted'>Generated by LakeScore at {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC.</p></body></html>")
     return "\n".join(out)
