@@ -194,6 +194,180 @@ def test_config_hash_changes_with_what_is_computed_not_with_spark_settings():
     assert a.config_hash != c.config_hash
 
 
+def test_a_config_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(yaml.safe_dump(BASE).encode() + "# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: line \d+: not UTF-8 text \(byte 0xe9\)"):
+        load_config(latin1)
+
+
+@pytest.fixture
+def job_yaml(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    return path
+
+
+def test_set_of_a_dotted_spark_setting_sets_that_one_key(job_yaml):
+    cfg = load_config(job_yaml, ["spark.conf.spark.sql.shuffle.partitions=1", "spark.conf.spark.sql.ansi.enabled=true"])
+    assert cfg.spark.conf == (("spark.sql.ansi.enabled", "true"), ("spark.sql.shuffle.partitions", "1"))
+
+
+def test_a_spark_setting_must_be_a_scalar():
+    with pytest.raises(ConfigError, match=r"x.yaml: spark.conf.spark: expected a scalar"):
+        parse_config(with_("spark", {"conf": {"spark": {"sql": {"shuffle": 1}}}}), "x.yaml")
+
+
+def test_set_reaches_list_items_as_errors_spell_them(job_yaml):
+    assert load_config(job_yaml, ["validation.rules[0].min=5"]).rules[0].min == 5.0
+    assert load_config(job_yaml, ["validation.rules.0.min=6"]).rules[0].min == 6.0
+    with pytest.raises(ConfigError, match=r"--set validation.rules\[3\].min: 3: expected an index below 1"):
+        load_config(job_yaml, ["validation.rules[3].min=5"])
+    with pytest.raises(ConfigError, match=r"--set name.x: cannot set 'x' inside a str"):
+        load_config(job_yaml, ["name.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        # unknown keys, refused as in the file, naming the --set
+        (
+            "scoring.batchsize=5",
+            "job.yaml: scoring.batchsize: unknown key (allowed: batch_size) (from --set scoring.batchsize=5)",
+        ),
+        ("modle.uri=models:/x/1", "job.yaml: modle: unknown key (allowed: contract, drift, engine,"),
+        ("modle.uri=models:/x/1", "(from --set modle.uri=models:/x/1)"),
+        ("validation.rules[0].maximum=5", "job.yaml: validation.rules[0].maximum: unknown key"),
+        ("scoring.batch_size=[1", "--set 'scoring.batch_size=[1': the value is not valid YAML"),
+        # numbers beyond what the run can take, refused before it starts
+        ("scoring.batch_size=99999999999", "scoring.batch_size: expected a positive integer between 1 and 1,000,000"),
+        ("scoring.batch_size=1000001", "between 1 and 1,000,000, got 1000001"),
+        ("stats.top_k=5000", "stats.top_k: expected a positive integer between 1 and 1,000"),
+        ("gate.min_rows=99999999999999999999", "gate.min_rows: expected a non-negative integer between 0 and"),
+        ("gate.max_psi=.nan", "gate.max_psi: expected a number, got nan"),
+        ("validation.rules[0].min=.nan", "validation.rules[0].min: expected a number, got nan"),
+    ],
+)
+def test_a_set_that_cannot_take_effect_is_refused_naming_it(job_yaml, assignment, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(job_yaml, [assignment])
+    assert message in str(err.value)
+
+
+def test_the_largest_batch_size_is_taken(job_yaml):
+    assert load_config(job_yaml, ["scoring.batch_size=1000000"]).scoring.batch_size == 1_000_000
+
+
+# every config field, a different value for it, and whether the config hash must change with it
+HASHED = {
+    "input.path": ("/data/other", True),
+    "input.partition_by": (("ds", "hour"), True),
+    "keys": (("id",), True),
+    "output.passthrough": (("region",), True),
+    "contract.columns": ((("tenure", "double"),), True),
+    "rules": ((), True),
+    "preprocessing": (None, True),
+    "preprocessing_override": (True, True),
+    "model.uri": ("models:/churn/2", True),
+    "model.tracking_uri": ("http://mlflow:5000", True),
+    "model.features": (("tenure",), True),
+    "stats.top_k": (11, True),
+    "drift.reference_partition": ("ds=2024-06-01", True),
+    "gate.mode": ("warn", True),
+    "gate.min_rows": (5, True),
+    "gate.max_quarantine_rate": (0.5, True),
+    "gate.max_null_rate": ((("*", 0.1),), True),
+    "gate.max_psi": ((("*", 0.2),), True),
+    "name": ("other", False),
+    "source": ("other.yaml", False),
+    "engine": ("native", False),
+    "output.scored": ("/u/s", False),
+    "output.quarantine": ("/u/q", False),
+    "output.stats": ("/u/st", False),
+    "output.runs": ("/u/r", False),
+    "output.reports": ("/u/reports", False),
+    "output.held": ("/u/held", False),
+    "scoring.batch_size": (5000, False),
+    "spark.master": ("local[1]", False),
+    "spark.app_name": ("x", False),
+    "spark.conf": ((("spark.sql.shuffle.partitions", "1"),), False),
+    "model.allow_local": (True, False),
+    "model.registry_timeout_seconds": (1.0, False),
+}
+
+
+def replaced(cfg, path: str, value):
+    """``cfg`` with the field at ``section.field`` (or a JobConfig field) set to ``value``."""
+    import dataclasses
+
+    section, _, name = path.rpartition(".")
+    if not section:
+        return dataclasses.replace(cfg, **{name: value})
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
+
+
+def config_fields(cfg) -> set[str]:
+    import dataclasses
+
+    out = set()
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        is_section = dataclasses.is_dataclass(value) and f.name not in ("rules", "preprocessing")
+        out |= {f"{f.name}.{g.name}" for g in dataclasses.fields(value)} if is_section else {f.name}
+    return out
+
+
+def test_every_config_field_is_classified_as_hashed_or_not():
+    cfg = parse_config(BASE, "x.yaml")
+    assert config_fields(cfg) - set(HASHED) == set(), "decide whether these change what a run computes"
+
+
+@pytest.mark.parametrize("path", sorted(HASHED))
+def test_config_hash_changes_exactly_with_what_changes_a_published_partition(path):
+    cfg = parse_config(BASE, "x.yaml")
+    if path not in config_fields(cfg):
+        pytest.skip(f"{path} is not a config field yet")
+    value, changes = HASHED[path]
+    other = replaced(cfg, path, value)
+    assert (other.config_hash != cfg.config_hash) is changes
+    assert (other.config_hashes != cfg.config_hashes) is changes
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("http://mlflow.example:5000", "HTTP://MLflow.Example:5000/"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db/"),
+        ("databricks", "databricks"),
+        ("https://user:secret@mlflow.example", "https://user:rotated@mlflow.example"),
+    ],
+)
+def test_the_tracking_uri_hashes_in_one_spelling(one, other):
+    a = parse_config(with_("model", {"uri": "models:/churn@champion", "tracking_uri": one}), "x.yaml")
+    b = parse_config(with_("model", {"uri": "models:/churn@champion", "tracking_uri": other}), "x.yaml")
+    assert a.config_hash == b.config_hash
+
+
+def test_the_input_path_hashes_in_one_spelling_and_its_path_case_counts():
+    def hash_of(path):
+        return parse_config(with_("input.path", path), "x.yaml").config_hash
+
+    assert hash_of("s3a://Bucket/customers/") == hash_of("s3://bucket/customers")
+    assert hash_of("s3://bucket/Customers") != hash_of("s3://bucket/customers")
+
+
+def test_changed_sections_name_what_changed_in_order():
+    from jobs.config.sections import changed_sections
+
+    a = parse_config(BASE, "x.yaml")
+    b = parse_config(
+        with_("validation.rules", []) | {"preprocessing": [], "output": BASE["output"] | {"reports": "/else"}}, "x.yaml"
+    )
+    assert changed_sections(a.config_hashes, b.config_hashes) == ["rules", "preprocessing"]
+    assert changed_sections(a.config_hashes, a.config_hashes) == []
+    assert changed_sections({"old": "1"}, {"new": "2"}) == ["new", "old"]
+
+
 def test_shipped_demo_config_is_valid():
     from tests.helpers import REPO
 

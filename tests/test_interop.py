@@ -131,7 +131,7 @@ def test_a_table_either_engine_writes_the_other_reads_bit_for_bit(spark, native,
     if reader == "embedded":
         assert collected(read_table(spark, path, "embedded", embedded_reader="python")) == want
     # each partition value prunes to its own rows on the reader; the null partition by IS NULL
-    # (a spec's None matches nothing, as SQL's = does)
+    # (or a spec's None, which names it)
     for value in ("x/y", "50%"):
         one = read_table(spark, path, reader, partitions=[{"p": value}])
         assert [r.id for r in one.collect()] == [NASTY.index(value)], value

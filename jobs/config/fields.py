@@ -5,6 +5,7 @@ Every error names the file and the key path (``conf/jobs/churn.yaml: output.scor
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,7 +39,7 @@ def mapping_of(raw: Any, where: Where, allowed: set[str]) -> Mapping[str, Any]:
         raw = {}
     if not isinstance(raw, Mapping):
         raise where.error(f"expected a mapping, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(raw) - allowed, key=str)
     if unknown:
         raise (where / unknown[0]).error(f"unknown key (allowed: {', '.join(sorted(allowed))})")
     return raw
@@ -72,15 +73,28 @@ def identifiers(value: Any, where: Where) -> tuple[str, ...]:
 
 
 def number(value: Any, where: Where) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite or infinite number; NaN is refused: no threshold, bound or split means "not a
+    number", and every comparison with NaN is false, so it would silently disable what it sets."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
         raise where.error(f"expected a number, got {value!r}")
     return float(value)
 
 
-def positive_int(value: Any, where: Where) -> int:
+INT64_MAX = 2**63 - 1  # Spark's LongType: counts and row limits are compared with longs
+
+
+def bounded_int(value: Any, where: Where, low: int, high: int, what: str = "an integer") -> int:
+    """An integer in ``[low, high]``: the bounds are the ones the value meets at run time (an
+    int32 Spark conf, a long column), so a bad value is refused before Spark starts, not mid-run."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise where.error(f"expected {what} between {low:,} and {high:,}, got {value!r}")
+    return value
+
+
+def positive_int(value: Any, where: Where, high: int = INT64_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise where.error(f"expected a positive integer, got {value!r}")
-    return value
+    return bounded_int(value, where, 1, high, "a positive integer")
 
 
 def table_path(value: Any, where: Where) -> str:
@@ -105,6 +119,20 @@ def distinct_columns(raw: Mapping[str, Any], where: Where) -> tuple[str, ...]:
     if len(set(columns)) != len(columns):
         raise (where / "columns").error(f"columns repeat: {list(columns)}")
     return columns
+
+
+def canonical_uri(uri: str) -> str:
+    """One spelling of a URI or path for comparing and hashing: scheme and host in lower case
+    (both are case-insensitive), ``s3a://``/``s3n://`` as ``s3://`` (the same objects, see
+    DESIGN.md), no credentials (``user:password@``: the same server, and a secret must not
+    decide a hash), no trailing slash. The rest (paths, model names) is case-sensitive and kept."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$", uri)
+    if match is None:
+        return uri.rstrip("/") or uri
+    scheme, authority, rest = match.groups()
+    scheme = {"s3a": "s3", "s3n": "s3"}.get(scheme.lower(), scheme.lower())
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host.lower()}{rest.rstrip('/')}"
 
 
 def scalar(value: Any, where: Where) -> Any:

@@ -6,8 +6,10 @@ import re
 from typing import Any
 
 from jobs.config.fields import (
+    INT64_MAX,
     Where,
     boolean,
+    bounded_int,
     identifier,
     identifiers,
     limits,
@@ -16,6 +18,7 @@ from jobs.config.fields import (
     positive_int,
     rate,
     required,
+    scalar,
     string,
     table_path,
 )
@@ -23,6 +26,8 @@ from jobs.config.sections import (
     CONTRACT_TYPES,
     ENGINES,
     GATE_MODES,
+    MAX_BATCH_SIZE,
+    MAX_TOP_K,
     ContractConfig,
     DriftConfig,
     GateConfig,
@@ -45,8 +50,8 @@ def _gate(raw: Any, where: Where) -> GateConfig:
     if mode not in GATE_MODES:
         raise (where / "mode").error(f"expected one of {', '.join(GATE_MODES)}, got {mode!r}")
     min_rows = g.get("min_rows")
-    if min_rows is not None and (isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0):
-        raise (where / "min_rows").error(f"expected a non-negative integer, got {min_rows!r}")
+    if min_rows is not None:
+        min_rows = bounded_int(min_rows, where / "min_rows", 0, INT64_MAX, "a non-negative integer")
 
     def psi_limit(value: Any, w: Where) -> float:
         x = number(value, w)
@@ -65,6 +70,35 @@ def _gate(raw: Any, where: Where) -> GateConfig:
     )
 
 
+MAX_REGISTRY_TIMEOUT = 3600.0  # seconds: a registry that takes longer is down
+
+
+def _model(raw: Any, where: Where) -> ModelConfig:
+    """The model reference. A local directory (``/path``, ``file:/path``) is refused unless
+    ``allow_local: true``: its code runs in every worker, unreviewed by any registry."""
+    r = mapping_of(raw, where, {"uri", "tracking_uri", "features", "allow_local", "registry_timeout_seconds"})
+    uri = string(required(r, "uri", where), where / "uri")
+    if not _MODEL_URI.match(uri):
+        raise (where / "uri").error(f"{uri!r} is not models:/name@alias, models:/name/version, runs:/id/path or a path")
+    timeout = number(r.get("registry_timeout_seconds", 30), where / "registry_timeout_seconds")
+    if not 0 < timeout <= MAX_REGISTRY_TIMEOUT:
+        raise (where / "registry_timeout_seconds").error(f"expected seconds in (0, {MAX_REGISTRY_TIMEOUT:g}], got {timeout:g}")
+    tracking = r.get("tracking_uri")
+    model = ModelConfig(
+        uri,
+        string(tracking, where / "tracking_uri") if tracking else None,
+        identifiers(r.get("features"), where / "features"),
+        allow_local=boolean(r.get("allow_local", False), where / "allow_local"),
+        registry_timeout_seconds=timeout,
+    )
+    if model.local and not model.allow_local:
+        raise (where / "uri").error(
+            f"{uri!r} is a local directory, whose code would run in every worker: only models:/ and runs:/ "
+            "are loaded unless model.allow_local: true"
+        )
+    return model
+
+
 def _drift(raw: Any, where: Where) -> DriftConfig:
     d = mapping_of(raw, where, {"reference"})
     if d.get("reference") is None:
@@ -74,6 +108,22 @@ def _drift(raw: Any, where: Where) -> DriftConfig:
     if not re.match(r"^\w+=[^,]+(,\w+=[^,]+)*$", partition):
         raise (where / "reference" / "partition").error(f"expected COL=VALUE[,COL=VALUE], got {partition!r}")
     return DriftConfig(partition)
+
+
+def _spark(raw: Any, where: Where, name: str) -> SparkConfig:
+    """Session settings. ``conf`` keys are Spark's own dotted names, taken whole; a value must be a
+    scalar, since Spark takes every setting as a string (a mapping there is a key split on its dots)."""
+    s = mapping_of(raw, where, {"master", "app_name", "conf"})
+    conf = mapping_of(s.get("conf"), where / "conf", set(s.get("conf") or {}))
+    settings = []
+    for key, value in conf.items():
+        value = scalar(value, where / "conf" / str(key))
+        settings.append((str(key), str(value).lower() if isinstance(value, bool) else str(value)))
+    return SparkConfig(
+        string(s["master"], where / "master") if s.get("master") is not None else None,
+        string(s["app_name"], where / "app_name") if s.get("app_name") is not None else f"lakescore-{name}",
+        tuple(sorted(settings)),
+    )
 
 
 def parse_config(raw: Any, source: str) -> JobConfig:
@@ -111,7 +161,7 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         raise (w / "partition_by").error("the input must be partitioned (e.g. [ds]); LakeScore scores partitions")
 
     w = root / "output"
-    r = mapping_of(required(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough", "reports"})
+    r = mapping_of(required(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough", "reports", "held"})
     stats_path = table_path(required(r, "stats", w), w / "stats")
     scored, quarantine, stats, runs = (table_path(required(r, k, w), w / k) for k in ("scored", "quarantine", "stats", "runs"))
     out = OutputConfig(
@@ -124,20 +174,13 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         reports=table_path(r["reports"], w / "reports")
         if r.get("reports") is not None
         else f"{stats_path.rsplit('/', 1)[0]}/reports",
+        held=table_path(r["held"], w / "held") if r.get("held") is not None else f"{quarantine.rstrip('/')}_held",
     )
-    paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs]
+    paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs, out.held]
     if len(set(paths)) != len(paths):
-        raise w.error("the input and the four output tables must all be different paths")
+        raise w.error("the input and the five output tables (scored, quarantine, held, stats, runs) must all be different paths")
 
-    w = root / "model"
-    r = mapping_of(required(raw, "model", root), w, {"uri", "tracking_uri", "features"})
-    uri = string(required(r, "uri", w), w / "uri")
-    if not _MODEL_URI.match(uri):
-        raise (w / "uri").error(f"{uri!r} is not models:/name@alias, models:/name/version, runs:/id/path or a path")
-    tracking = r.get("tracking_uri")
-    model = ModelConfig(
-        uri, string(tracking, w / "tracking_uri") if tracking else None, identifiers(r.get("features"), w / "features")
-    )
+    model = _model(required(raw, "model", root), root / "model")
 
     w = root / "validation"
     v = mapping_of(raw.get("validation"), w, {"rules"})
@@ -166,16 +209,7 @@ def parse_config(raw: Any, source: str) -> JobConfig:
 
     w = root / "scoring"
     s = mapping_of(raw.get("scoring"), w, {"batch_size"})
-    scoring = ScoringConfig(positive_int(s.get("batch_size", 100_000), w / "batch_size"))
-
-    w = root / "spark"
-    s = mapping_of(raw.get("spark"), w, {"master", "app_name", "conf"})
-    conf = mapping_of(s.get("conf"), w / "conf", set(s.get("conf") or {}))
-    spark = SparkConfig(
-        s.get("master"),
-        s.get("app_name") or f"lakescore-{raw.get('name', 'job')}",
-        tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items())),
-    )
+    scoring = ScoringConfig(positive_int(s.get("batch_size", 100_000), w / "batch_size", MAX_BATCH_SIZE))
 
     keys = identifiers(required(raw, "keys", root), root / "keys")
     if not keys:
@@ -193,10 +227,12 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         preprocessing_override=override,
         contract=contract,
         scoring=scoring,
-        spark=spark,
+        spark=_spark(raw.get("spark"), root / "spark", raw.get("name", "job")),
         gate=_gate(raw.get("gate"), root / "gate"),
         stats=StatsConfig(
-            positive_int(mapping_of(raw.get("stats"), root / "stats", {"top_k"}).get("top_k", 10), root / "stats" / "top_k")
+            positive_int(
+                mapping_of(raw.get("stats"), root / "stats", {"top_k"}).get("top_k", 10), root / "stats" / "top_k", MAX_TOP_K
+            )
         ),
         drift=_drift(raw.get("drift"), root / "drift"),
     )

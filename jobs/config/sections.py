@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from jobs.config.fields import canonical_uri
 from transforms.specs import RuleConfig, StepConfig
 
 ENGINES = ("auto", "embedded", "native")
@@ -44,6 +47,9 @@ class OutputConfig:
     runs: str
     passthrough: tuple[str, ...] = ()
     reports: str | None = None  # the run reports' folder; parse_config fills in reports/ beside the stats table
+    # a gate-failed partition's quarantined rows, kept for the operator off the published table;
+    # parse_config fills in <quarantine>_held
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,14 @@ class ModelConfig:
     uri: str
     tracking_uri: str | None = None
     features: tuple[str, ...] = ()  # empty: take them from the model signature
+    # a local directory's model runs its code in every worker: only when the config says so
+    allow_local: bool = False
+    registry_timeout_seconds: float = 30.0  # per registry request; retries fit in it too (jobs.model.resolve)
+
+    @property
+    def local(self) -> bool:
+        """Whether ``uri`` is a local directory (``/path`` or ``file:/path``), not a registry or run reference."""
+        return self.uri.startswith(("/", "file:"))
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,12 @@ class ContractConfig:
     """Declared input columns and their types (Spark type names), checked before anything runs."""
 
     columns: tuple[tuple[str, str], ...] = ()
+
+
+# rows per Arrow batch handed to the model: Spark's arrow.maxRecordsPerBatch is an int32, and a
+# batch holds the features as Arrow and again as pandas in one Python worker: a million rows of a
+# few dozen features is already hundreds of MB there
+MAX_BATCH_SIZE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,9 @@ class GateConfig:
     @property
     def enabled(self) -> bool:
         return self.min_rows is not None or self.max_quarantine_rate is not None or bool(self.max_null_rate or self.max_psi)
+
+
+MAX_TOP_K = 1_000  # stats rows per categorical feature and partition; the reference keeps 100
 
 
 @dataclass(frozen=True)
@@ -128,9 +151,69 @@ class JobConfig:
 
     @property
     def config_hash(self) -> str:
-        """A stable hash of everything that changes what a run computes (not where it runs)."""
-        payload = asdict(self)
-        payload.pop("source")
-        payload.pop("spark")
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A stable hash of what decides a published partition: which rows it has, their scores,
+        its statistics, and whether it is published at all. Resume skips a partition published
+        with the same hash, and replay refuses another, so the hash must change exactly when a
+        rerun could publish something else.
+
+        Hashed, one section each (``config_hashes``):
+
+        * ``input``: the input table (its path, in one spelling: ``canonical_uri``) and its
+          partition columns: they decide a partition's rows;
+        * ``columns``: ``keys`` and ``output.passthrough``, the scored table's own columns;
+        * ``contract``, ``rules``, ``preprocessing`` (with ``preprocessing_override``): which rows
+          are scored and what the model sees;
+        * ``model``: ``model.uri``, ``model.tracking_uri`` (the registry the reference resolves in;
+          a trailing slash, the case of the scheme or host, or the credentials in it do not make
+          another registry) and ``model.features``;
+        * ``stats``: ``stats.top_k`` and ``drift.reference_partition``: they change statistics;
+        * ``gate``: every gate setting, ``mode`` too: they decide publication.
+
+        Not hashed, since they say where results go or how the run goes, not what it computes:
+        ``name``, the config file, ``engine`` (both engines give the same rows), every
+        ``output`` path and the report folder (moving an output does not change a score),
+        ``scoring.batch_size`` (rows per Arrow batch), ``spark`` (session settings),
+        ``model.allow_local`` and ``model.registry_timeout_seconds`` (how the model is reached,
+        not which one). An unset ``tracking_uri`` hashes as unset: the environment's
+        ``MLFLOW_TRACKING_URI`` is not seen. tests/test_config.py fails on a config field
+        classified neither way.
+        """
+        return _short_hash(self.config_hashes, 16)
+
+    @property
+    def config_hashes(self) -> dict[str, str]:
+        """One short hash per hashed section (see ``config_hash``), in a fixed order, so a planner
+        can say which part of the config changed (``changed_sections``)."""
+        return {name: _short_hash(payload, 12) for name, payload in self._hashed_sections().items()}
+
+    def _hashed_sections(self) -> dict[str, Any]:
+        tracking = self.model.tracking_uri
+        return {
+            "input": {"path": canonical_uri(self.input.path), "partition_by": self.input.partition_by},
+            "columns": {"keys": self.keys, "passthrough": self.output.passthrough},
+            "contract": asdict(self.contract),
+            "rules": [asdict(rule) for rule in self.rules],
+            "preprocessing": {
+                "steps": None if self.preprocessing is None else [asdict(step) for step in self.preprocessing],
+                "override": self.preprocessing_override,
+            },
+            "model": {
+                "uri": canonical_uri(self.model.uri),
+                "tracking_uri": canonical_uri(tracking) if tracking else None,
+                "features": self.model.features,
+            },
+            "stats": {"top_k": self.stats.top_k, "drift_reference": self.drift.reference_partition},
+            "gate": asdict(self.gate),
+        }
+
+
+def _short_hash(payload: Any, length: int) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def changed_sections(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The sections whose hashes differ between two ``JobConfig.config_hashes`` (a section in one
+    only counts as changed), in ``new``'s order, then ``old``'s: ``["rules", "preprocessing"]``."""
+    names = [*new, *(name for name in old if name not in new)]
+    return [name for name in names if old.get(name) != new.get(name)]

@@ -1,12 +1,23 @@
-"""Partition arguments (``ds=2024-06-01``) parsed strictly against the partition columns' types."""
+"""Partition arguments (``ds=2024-06-01``) parsed strictly against the partition columns' types.
+
+The null partition (the rows whose partition value is null) is a partition like any other; its
+label spells the null as Hive and Spark name its directory, ``ds=__HIVE_DEFAULT_PARTITION__``,
+and ``parse_partition`` reads that back as None for a column of any type. (A string column cannot
+hold that text as a value anyway: Spark reads its directory as null.)
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import types as T
+
+from jobs.tables.embedded.snapshot import HIVE_NULL
+
+# a null partition value in a label: Hive's and Spark's name for the null partition's directory
+NULL_LABEL = HIVE_NULL
 
 
 class PartitionError(ValueError):
@@ -14,6 +25,8 @@ class PartitionError(ValueError):
 
 
 def _parse_value(column: str, text: str, dtype: T.DataType, arg: str) -> Any:
+    if text == NULL_LABEL:
+        return None
     try:
         if isinstance(dtype, T.DateType):
             return dt.date.fromisoformat(text)
@@ -56,6 +69,19 @@ def parse_partition(arg: str, schema: T.StructType, partition_by: Sequence[str])
     return {c: spec[c] for c in partition_by}
 
 
-def partition_label(spec: dict[str, Any]) -> str:
-    """``{"ds": date(2024, 6, 1)}`` -> ``"ds=2024-06-01"``."""
-    return ",".join(f"{c}={v.isoformat() if hasattr(v, 'isoformat') else v}" for c, v in spec.items())
+def _label_value(value: Any) -> str:
+    if value is None:
+        return NULL_LABEL
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def partition_label(spec: Mapping[str, Any]) -> str:
+    """``{"ds": date(2024, 6, 1)}`` -> ``"ds=2024-06-01"``; ``{"ds": None}`` -> ``"ds=__HIVE_DEFAULT_PARTITION__"``.
+    ``parse_partition`` reads every label back to the same spec."""
+    return ",".join(f"{c}={_label_value(v)}" for c, v in spec.items())
+
+
+def partition_sort_key(spec: Mapping[str, Any]) -> tuple[tuple[bool, Any], ...]:
+    """A key that orders specs by their values, column by column, the null partition first (as
+    Spark's ascending sort puts nulls): None does not compare with a date, so sort by this."""
+    return tuple((value is not None, value) for value in spec.values())

@@ -48,7 +48,7 @@ from pyspark.sql.types import (
 )
 
 from jobs.tables.embedded.pruning import FileSlice, classify_filters, plan_files
-from jobs.tables.embedded.snapshot import check_readable, open_table, partition_string, spark_schema
+from jobs.tables.embedded.snapshot import HIVE_NULL, check_readable, open_table, partition_string, spark_schema
 from jobs.tables.embedded.source import FORMAT
 
 log = logging.getLogger("lakescore.delta")
@@ -62,8 +62,6 @@ OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"
 # Partition column types whose directory form Spark turns into the same value as the log's string,
 # whatever the session time zone. Timestamps (zone-dependent) and floats (spelling) are not among them.
 PATH_TYPES = (StringType, BooleanType, ByteType, ShortType, IntegerType, LongType, DateType)
-
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 # the Python values a filter may compare each column type with (bool is an int: checked apart)
 _INTEGRAL = (int,)
@@ -116,20 +114,29 @@ def check_filter_types(filters: Sequence[FilterTuple], schema: StructType, path:
                 )
 
 
+def literal(value: Any) -> Column:
+    """``value`` as a typed Spark literal. A date goes as its ISO text cast to date: pyspark hands a
+    ``datetime.date`` to the JVM as ``java.sql.Date.valueOf(strftime(...))``, which fails with an
+    empty IllegalArgumentException for years before 1000 (strftime writes year 1 as ``1-01-01``)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return F.lit(value.isoformat()).cast(DateType())
+    return F.lit(value)
+
+
 def filter_column(filters: Sequence[FilterTuple]) -> Column:
     """The filters as one Spark condition (AND), with SQL's semantics."""
 
     def one(column: str, op: str, value: Any) -> Column:
         c = F.col(quoted(column))
         return {
-            "=": lambda: c == F.lit(value),
-            "!=": lambda: c != F.lit(value),
-            "<": lambda: c < F.lit(value),
-            "<=": lambda: c <= F.lit(value),
-            ">": lambda: c > F.lit(value),
-            ">=": lambda: c >= F.lit(value),
-            "in": lambda: c.isin(list(value)),
-            "not in": lambda: ~c.isin(list(value)),
+            "=": lambda: c == literal(value),
+            "!=": lambda: c != literal(value),
+            "<": lambda: c < literal(value),
+            "<=": lambda: c <= literal(value),
+            ">": lambda: c > literal(value),
+            ">=": lambda: c >= literal(value),
+            "in": lambda: c.isin([literal(v) for v in value]),
+            "not in": lambda: ~c.isin([literal(v) for v in value]),
             "is null": c.isNull,
             "is not null": c.isNotNull,
         }[op]()
@@ -206,10 +213,16 @@ def _spec_filters(partitions: Sequence[Mapping[str, Any]] | None) -> list[Filter
 
 
 def partition_predicate(specs: Sequence[Mapping[str, Any]]) -> Column:
-    """``(ds = v1) OR (ds = v2)`` as a Column: typed literals, never SQL text built from input."""
+    """``(ds = v1) OR (ds = v2)`` as a Column: typed literals, never SQL text built from input.
+    A None names the null partition (``ds IS NULL``): a partition spec names a partition, and the
+    rows whose partition value is null are one (Hive's ``__HIVE_DEFAULT_PARTITION__``)."""
+
+    def equals(column: str, value: Any) -> Column:
+        c = F.col(quoted(column))
+        return c.isNull() if value is None else c == literal(value)
 
     def one(spec: Mapping[str, Any]) -> Column:
-        return reduce(lambda a, b: a & b, [F.col(quoted(c)) == F.lit(v) for c, v in spec.items()])
+        return reduce(lambda a, b: a & b, [equals(c, v) for c, v in spec.items()])
 
     return reduce(lambda a, b: a | b, [one(s) for s in specs])
 

@@ -27,7 +27,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, MapType, StructType
 
-from jobs.tables.embedded.snapshot import partition_string
+from jobs.tables.embedded.snapshot import HIVE_NULL, partition_string
 
 log = logging.getLogger("lakescore.delta")
 
@@ -185,14 +185,19 @@ def plan_files(
 
 
 def _in_spec(spec: Mapping[str, Any], typed: dict[str, Any]) -> bool:
-    """Whether a file's partition values can hold rows of ``spec``: SQL equality on the partition
-    columns it names (null equals nothing); other columns are left to Spark's filter."""
+    """Whether a file's partition values can hold rows of ``spec``: equality on the partition
+    columns it names, a None naming the null partition (as ``partition_predicate`` reads it);
+    other columns are left to Spark's filter."""
     # floating values are not pruned on: NaN equals itself in Spark, not in Python
-    return all(typed[c] is not None and typed[c] == v for c, v in spec.items() if c in typed and not isinstance(v, float))
+    return all(
+        typed[c] is None if v is None else (typed[c] is not None and typed[c] == v)
+        for c, v in spec.items()
+        if c in typed and not isinstance(v, float)
+    )
 
 
 def _describe_spec(spec: Mapping[str, Any]) -> str:
-    return "/".join(f"{c}={partition_string(v)}" for c, v in spec.items())
+    return "/".join(f"{c}={HIVE_NULL if v is None else partition_string(v)}" for c, v in spec.items())
 
 
 def _file_may_match(flt: Filter, add: dict[str, Any]) -> bool:

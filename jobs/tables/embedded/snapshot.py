@@ -13,7 +13,7 @@ import pyarrow as pa
 from pyspark.sql.types import StructType
 
 from jobs.tables.embedded.errors import UnsupportedFeatureError
-from jobs.tables.embedded.storage import table_filesystem
+from jobs.tables.embedded.storage import explained, table_filesystem
 
 # Reader features whose tables the embedded engine would read wrongly, so it refuses them by name
 # rather than return wrong rows: deletion vectors (deleted rows would come back), column mapping
@@ -35,13 +35,22 @@ UNSUPPORTED_READER_FEATURES = {
 
 
 def is_delta_table(path: str) -> bool:
+    """Whether ``path`` holds a Delta table (delta-rs). Raises StorageCredentialsError when object
+    storage cannot be asked for want of credentials or region."""
     from deltalake import DeltaTable
 
-    return DeltaTable.is_deltatable(path)
+    with explained(path):
+        return DeltaTable.is_deltatable(path)
 
 
 def open_table(path: str, version: int | None = None, timestamp: str | None = None):
-    """The table at ``version``, or as of ``timestamp`` (ISO 8601), or its latest snapshot."""
+    """The table at ``version``, or as of ``timestamp`` (ISO 8601), or its latest snapshot.
+    Raises StorageCredentialsError as ``is_delta_table`` does."""
+    with explained(path):
+        return _open_table(path, version, timestamp)
+
+
+def _open_table(path: str, version: int | None, timestamp: str | None):
     from deltalake import DeltaTable
 
     if version is not None:
@@ -134,6 +143,9 @@ def _collations(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str
         if isinstance(kind, dict) and kind.get("type") == "struct":
             out += _collations(kind, name + ".")
     return out
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # Hive's and Spark's name for the null partition's directory
 
 
 def partition_string(value: Any) -> str | None:

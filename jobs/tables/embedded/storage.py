@@ -3,12 +3,67 @@ and process), and the few file operations the reader and writer need."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import re
+from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
 log = logging.getLogger("lakescore.delta")
+
+
+class StorageCredentialsError(ValueError):
+    """Object storage refused a table for want of configuration: no credentials the provider chain
+    could find, or a bucket in another region than the one configured. The same environment gives
+    the same answer on every retry, so it is a configuration error (exit 2), not a transient one."""
+
+
+# what delta-rs (object_store, the AWS SDK's provider chain) says when credentials or the region
+# are missing or wrong; network failures and throttling say none of these, and stay retryable
+_CREDENTIALS = re.compile(r"no credentials|loading credentials|credential provider|IMDS|InvalidAccessKeyId", re.IGNORECASE)
+_REGION = re.compile(r"incorrectly configured region|PermanentRedirect|AuthorizationHeaderMalformed", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _innermost(err: BaseException) -> str:
+    """delta-rs's error chain (one cause a line, drawn with colours and arrows) down to its last cause."""
+    lines = [_ANSI.sub("", line).replace("↳", "").strip() for line in str(err).splitlines()]
+    return next((line for line in reversed(lines) if line), type(err).__name__)
+
+
+def storage_error(path: str, err: BaseException) -> BaseException:
+    """``err`` as a StorageCredentialsError naming the table, when it says credentials or the
+    region are missing or wrong; else ``err`` itself."""
+    if not path.startswith(("s3://", "s3a://")):
+        return err
+    text = str(err)
+    if _CREDENTIALS.search(text):
+        return StorageCredentialsError(
+            f"Delta table {path}: no AWS credentials found (the last provider tried says: {_innermost(err)}); give the driver and the executors "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, a web identity token or an instance role) "
+            "and AWS_REGION"
+        )
+    if _REGION.search(text):
+        return StorageCredentialsError(
+            f"Delta table {path}: the bucket is not in the configured region ({_innermost(err)}); set AWS_REGION "
+            "to the bucket's region for the driver and the executors"
+        )
+    return err
+
+
+@contextlib.contextmanager
+def explained(path: str) -> Iterator[None]:
+    """Re-raise storage errors about missing credentials or region as StorageCredentialsError:
+    delta-rs's own first line is only "Operation not supported", and names no table."""
+    try:
+        yield
+    except OSError as err:
+        better = storage_error(path, err)
+        if better is err:
+            raise
+        raise better from err
 
 
 def filesystem(uri: str):
@@ -25,7 +80,8 @@ def filesystem(uri: str):
         return pafs.FileSystem.from_uri(uri)
     bucket = rest.partition("/")[0]
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-    return _s3_filesystem(bucket, environment), rest
+    with explained(uri):
+        return _s3_filesystem(bucket, environment), rest
 
 
 @functools.lru_cache(maxsize=16)
