@@ -1,10 +1,13 @@
-"""Logging for jobs: every line carries the run id; text for people, JSON lines for machines."""
+"""Logging for jobs: every line carries the run id; text for people, JSON lines for machines; no
+line carries a credential (``jobs.redact``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+
+from jobs.redact import RedactingFilter
 
 _run_id = "-"
 
@@ -24,8 +27,10 @@ class _Json(logging.Formatter):
             "run_id": record.run_id,  # type: ignore[attr-defined]  # set by _RunId, the handler's filter
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+        # the redacting filter leaves the exception's text in exc_text, credentials masked
+        exc = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else None)
+        if exc:
+            payload["exc"] = exc
         return json.dumps(payload)
 
 
@@ -49,8 +54,11 @@ class StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+    """LakeScore's one handler on the ``lakescore`` logger: run id on every line, credentials in
+    URIs masked in the message, its arguments and the exception text."""
     handler = StderrHandler()
     handler.addFilter(_RunId())
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(_Json())
     else:

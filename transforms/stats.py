@@ -27,6 +27,11 @@ from transforms.numeric import QUANTILES, finite, is_floating
 from transforms.validation import REASONS, is_quarantined
 
 HIST_BINS = 10
+# A category's value is stored as its bucket with at most this many characters: a longer one keeps
+# its first MAX_BUCKET_CHARS - 1 and ends in BUCKET_ELLIPSIS (a 1 MiB value made the stats table and
+# the report megabytes large). Values alike up to there share one bucket, their counts added.
+MAX_BUCKET_CHARS = 200
+BUCKET_ELLIPSIS = "\u2026"
 OTHER = "<other>"  # the bucket of a categorical's values that are not among the reference's categories
 Key = tuple[str, str, str, str | None]  # (scope, column, metric, bucket)
 Metric = tuple[Key, Column]  # one aggregate
@@ -129,6 +134,14 @@ def reference_bins(reference: Mapping[str, Any] | None) -> tuple[dict[str, Bins]
     return features, predictions
 
 
+def bounded_bucket(value: Column) -> Column:
+    """``value`` cut to ``MAX_BUCKET_CHARS`` characters, in the aggregation, so that no long value
+    is ever collected whole."""
+    keep = MAX_BUCKET_CHARS - len(BUCKET_ELLIPSIS)
+    cut = F.concat(F.substring(value, 1, keep), F.lit(BUCKET_ELLIPSIS))
+    return F.when(F.length(value) > F.lit(MAX_BUCKET_CHARS), cut).otherwise(value)
+
+
 def _count_where(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
@@ -220,7 +233,8 @@ def category_profile(
     """Per categorical column: the ``top_k`` most frequent values (``top_count``, bucket = the value;
     ties broken by value), the rest of the non-null rows as ``other_count``, and, for columns in
     ``known`` (the training reference's categories), ``unseen_count``: non-null rows whose value is
-    not among them. Metrics of a column with no non-null value are absent.
+    not among them. Metrics of a column with no non-null value are absent. Buckets are cut to
+    ``MAX_BUCKET_CHARS`` (:func:`bounded_bucket`) after the values are counted and ranked.
 
     One query: count per (group, column, value) over the columns stacked, rank, fold to long rows.
     """
@@ -249,7 +263,7 @@ def category_profile(
         entries = F.array(
             F.struct(
                 F.when(top, F.lit("top_count")).otherwise(F.lit("other_count")).alias("metric"),
-                F.when(top, F.col("value")).alias("bucket"),
+                F.when(top, bounded_bucket(F.col("value"))).alias("bucket"),
                 F.col("n").alias("value"),
             ),
             F.struct(

@@ -1,5 +1,10 @@
 """Validation rules and preprocessing steps parsed from YAML (or a model's pipeline.json) into
-``transforms.specs``."""
+``transforms.specs``.
+
+The Spark SQL of ``derive`` steps and ``expression`` rules is kept as text here: parsing it needs
+Spark's own parser, so ``transforms.sql_guard.check_config_sql`` refuses what it does not allow
+once the session exists, before any row is read.
+"""
 
 from __future__ import annotations
 

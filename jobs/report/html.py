@@ -8,13 +8,17 @@ import html
 import io
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from jobs.config import ALL_COLUMNS, GateConfig, JobConfig
-from jobs.run.ledger import RunRecord
+from jobs.redact import redact
 from transforms.stats import Bins
+
+if TYPE_CHECKING:  # jobs.run imports the report: a type-only import keeps the report importable on its own
+    from jobs.run.ledger import RunRecord
 
 log = logging.getLogger("lakescore.report")
 
@@ -39,6 +43,23 @@ th { background: #f6f6f6; font-weight: 600; } td.l, th.l { text-align: left; }
 """
 
 
+# C0 and C1 controls (NUL included; not tab, newline, carriage return) and the bidirectional
+# marks, embeddings, overrides and isolates (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069): a
+# data value must not reorder or hide the text around it in the report
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control and bidirectional-formatting character shown as its ``\\uXXXX``
+    escape instead of acting on the text around it."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def _esc(value: Any) -> str:
+    """Any text that goes into the report: credentials masked, controls made visible, HTML escaped."""
+    return html.escape(visible(redact(str(value))))
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -46,7 +67,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
         if value.is_integer() and abs(value) < 1e15:
             return f"{int(value):,}"
         return f"{value:.{digits}g}"
-    return html.escape(str(value))
+    return _esc(value)
 
 
 def _psi_class(psi: float | None) -> str:
@@ -104,10 +125,10 @@ def _bars(
     x = np.arange(len(labels))
     width = 0.8 / max(len(series), 1)
     for i, (name, shares, color) in enumerate(series):
-        ax.bar(x - 0.4 + width * (i + 0.5), shares, width, label=name, color=color)
+        ax.bar(x - 0.4 + width * (i + 0.5), shares, width, label=visible(name), color=color)
     ax.set_xticks(
         x,
-        [_short(lb) for lb in labels],
+        [visible(_short(lb)) for lb in labels],
         rotation=35 if len(labels) > 5 else 0,
         ha="right" if len(labels) > 5 else "center",
         fontsize=8,
@@ -146,13 +167,11 @@ def _header(cfg: JobConfig, record: RunRecord, gate_failed: bool, status_class: 
     """The title, the run's status and facts, and its error if any."""
     out: list[str] = []
     w = out.append
-    w(
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>LakeScore {html.escape(cfg.name)} run {record.run_id}</title>"
-    )
+    w(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>LakeScore {_esc(cfg.name)} run {record.run_id}</title>")
     w(f"<style>{CSS}</style></head><body>")
-    w(f"<h1>LakeScore run report: {html.escape(cfg.name)}</h1>")
+    w(f"<h1>LakeScore run report: {_esc(cfg.name)}</h1>")
     w(
-        f"<p><span class='status {status_class}'>{html.escape(record.status)} (exit {record.exit_code})</span>"
+        f"<p><span class='status {status_class}'>{_esc(record.status)} (exit {record.exit_code})</span>"
         f"{' &nbsp;quality gate breached (mode warn): published anyway' if gate_failed and record.status == 'succeeded' else ''}</p>"
     )
     model = f"{record.model_name or record.model_uri} version {record.model_version or '–'} ({record.model_resolved_uri or record.model_uri})"
@@ -165,13 +184,9 @@ def _header(cfg: JobConfig, record: RunRecord, gate_failed: bool, status_class: 
         ("scored table", record.scored_table),
         ("config", f"{cfg.source} (hash {record.config_hash})"),
     ]
-    w(
-        "<table class='meta'>"
-        + "".join(f"<tr><td class='muted'>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta)
-        + "</table>"
-    )
+    w("<table class='meta'>" + "".join(f"<tr><td class='muted'>{k}</td><td>{_esc(v)}</td></tr>" for k, v in meta) + "</table>")
     if record.error:
-        w(f"<p class='fail'>{html.escape(record.error)}</p>")
+        w(f"<p class='fail'>{_esc(record.error)}</p>")
     return out
 
 
@@ -188,7 +203,7 @@ def _counts(st: _Stats, parts: Sequence[str]) -> list[str]:
         # transforms.stats counts rows_quarantined with rows_in: with one, there is the other
         rate = cast(float, quarantined) / rows_in if rows_in else None
         w(
-            f"<tr><td class='l'>{html.escape(p)}</td><td>{_fmt(rows_in)}</td><td>{_fmt(st.value(p, 'rows', '*', 'rows_scored'))}</td>"
+            f"<tr><td class='l'>{_esc(p)}</td><td>{_fmt(rows_in)}</td><td>{_fmt(st.value(p, 'rows', '*', 'rows_scored'))}</td>"
             f"<td>{_fmt(quarantined)}</td><td>{_fmt(rate, 3)}</td><td>{_fmt(st.value(p, 'timing', '*', 'score_seconds'), 3)}</td>"
             f"<td>{_fmt(round(st.value(p, 'timing', '*', 'rows_per_second') or 0.0))}</td></tr>"
         )
@@ -197,12 +212,12 @@ def _counts(st: _Stats, parts: Sequence[str]) -> list[str]:
     if rules:
         w(
             "<h3>Quarantined by rule</h3><table><tr><th class='l'>rule</th>"
-            + "".join(f"<th>{html.escape(p)}</th>" for p in parts)
+            + "".join(f"<th>{_esc(p)}</th>" for p in parts)
             + "</tr>"
         )
         for rule in rules:
             w(
-                f"<tr><td class='l'>{html.escape(rule)}</td>"
+                f"<tr><td class='l'>{_esc(rule)}</td>"
                 + "".join(f"<td>{_fmt(st.value(p, 'rows', rule, 'quarantined_by_rule'))}</td>" for p in parts)
                 + "</tr>"
             )
@@ -220,9 +235,9 @@ def _gate(cfg: JobConfig, rows: Sequence[Row], st: _Stats, parts: Sequence[str])
         w("<p class='muted'>No gate configured (the <code>gate:</code> section of the job config).</p>")
     else:
         w(
-            f"<p>mode <b>{html.escape(cfg.gate.mode)}</b>: observed value per partition, red where it breaks the limit</p>"
+            f"<p>mode <b>{_esc(cfg.gate.mode)}</b>: observed value per partition, red where it breaks the limit</p>"
             "<table><tr><th class='l'>check</th><th class='l'>column</th><th>limit</th>"
-            + "".join(f"<th>{html.escape(p)}</th>" for p in parts)
+            + "".join(f"<th>{_esc(p)}</th>" for p in parts)
             + "</tr>"
         )
         for name, column in dict.fromkeys((r["metric"], r["column"]) for r in gate_rows):
@@ -234,7 +249,7 @@ def _gate(cfg: JobConfig, rows: Sequence[Row], st: _Stats, parts: Sequence[str])
                     f"<td class='{bucket or ''}' title='{bucket or ''}'>{_fmt(value)}{' ✗' if bucket == 'fail' else ''}</td>"
                 )
             w(
-                f"<tr><td class='l'>{html.escape(name)}</td><td class='l'>{html.escape(column)}</td><td>{_fmt(_limit(cfg.gate, name, column))}</td>{''.join(cells)}</tr>"
+                f"<tr><td class='l'>{_esc(name)}</td><td class='l'>{_esc(column)}</td><td>{_fmt(_limit(cfg.gate, name, column))}</td>{''.join(cells)}</tr>"
             )
         w("</table>")
     return out
@@ -259,11 +274,11 @@ def _drift(st: _Stats, parts: Sequence[str]) -> list[str]:
             prev = st.buckets(p, "drift_consecutive", column, "psi")
             prev_label, prev_psi = next(iter(prev.items()), (None, None))
             w(
-                f"<tr><td class='l'>{html.escape(column)}</td><td class='l'>{html.escape(p)}</td>"
+                f"<tr><td class='l'>{_esc(column)}</td><td class='l'>{_esc(p)}</td>"
                 f"<td class='{_psi_class(psi)}'>{_fmt(psi, 3)}</td><td>{_fmt(st.value(p, 'drift_baseline', column, 'js_distance'), 3)}</td>"
                 f"<td>{_fmt(st.value(p, 'drift_baseline', column, 'ks'), 3)}</td><td>{_fmt(st.value(p, 'drift_baseline', column, 'mean_diff'), 3)}</td>"
                 f"<td class='{_psi_class(prev_psi)}'>{_fmt(prev_psi, 3)}</td><td>{_fmt(next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff').values()), None), 3)}</td>"
-                f"<td class='l muted'>{html.escape(prev_label or next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff')), None) or '–')}</td></tr>"
+                f"<td class='l muted'>{_esc(prev_label or next(iter(st.buckets(p, 'drift_consecutive', column, 'mean_diff')), None) or '–')}</td></tr>"
             )
     w("</table>")
     if not drifted:
@@ -311,10 +326,10 @@ def _features(
         for p in parts:
             top = st.buckets(p, "input", column, "top_count")
             if top:
-                cats = ", ".join(f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(top.items(), key=lambda kv: -(kv[1] or 0)))
+                cats = ", ".join(f"{_esc(k)} {_fmt(v)}" for k, v in sorted(top.items(), key=lambda kv: -(kv[1] or 0)))
                 other, unseen = st.value(p, "input", column, "other_count"), st.value(p, "input", column, "unseen_count")
                 facts.append(
-                    f"<tr><td class='l muted'>top ({html.escape(p)})</td><td class='l' colspan='{len(parts)}'>{cats}; other {_fmt(other or 0.0)}; "
+                    f"<tr><td class='l muted'>top ({_esc(p)})</td><td class='l' colspan='{len(parts)}'>{cats}; other {_fmt(other or 0.0)}; "
                     f"unseen {_fmt(unseen)}</td></tr>"
                 )
         psis = [st.value(p, "drift_baseline", column, "psi") for p in parts]
@@ -322,11 +337,11 @@ def _features(
             "<tr><td class='l muted'>PSI</td>" + "".join(f"<td class='{_psi_class(v)}'>{_fmt(v, 3)}</td>" for v in psis) + "</tr>"
         )
         facts.append("</table>")
-        header = "<tr><th class='l'>input, all rows</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in parts) + "</tr>"
+        header = "<tr><th class='l'>input, all rows</th>" + "".join(f"<th>{_esc(p)}</th>" for p in parts) + "</tr>"
         facts[0] = "<table>" + header
         w(
-            f"<div class='feature'><div>{plot or '<p class=muted>no reference bins for ' + html.escape(column) + '</p>'}</div>"
-            f"<div><h3>{html.escape(column)}</h3>{''.join(facts)}</div></div>"
+            f"<div class='feature'><div>{plot or '<p class=muted>no reference bins for ' + _esc(column) + '</p>'}</div>"
+            f"<div><h3>{_esc(column)}</h3>{''.join(facts)}</div></div>"
         )
     return out
 
@@ -346,7 +361,7 @@ def _predictions(prediction_bins: Mapping[str, Bins], st: _Stats, parts: Sequenc
     for column in st.columns("prediction"):
         for p in parts:
             w(
-                f"<tr><td class='l'>{html.escape(column)}</td><td class='l'>{html.escape(p)}</td>"
+                f"<tr><td class='l'>{_esc(column)}</td><td class='l'>{_esc(p)}</td>"
                 + "".join(
                     f"<td>{_fmt(st.value(p, 'prediction', column, m))}</td>"
                     for m in ("mean", "stddev", "min", "max", "positive_rate")

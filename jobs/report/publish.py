@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from jobs.config import JobConfig
+from jobs.redact import redact
 from jobs.report.html import render
-from jobs.run.ledger import RunRecord
 from transforms.stats import Bins
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # jobs.run imports the report: a type-only import keeps the report importable on its own
     from mlflow.entities import Experiment
+
+    from jobs.run.ledger import RunRecord
 
 log = logging.getLogger("lakescore.run")
 
@@ -63,6 +65,18 @@ def headline(record: RunRecord, rows: Sequence[Row]) -> dict[str, float]:
     return out
 
 
+def run_tags(record: RunRecord, gate: str) -> dict[str, str]:
+    """The MLflow run's tags, credentials in URIs masked: a tracking server shows tags to every reader."""
+    tags = {
+        "lakescore.run_id": record.run_id,
+        "lakescore.status": record.status,
+        "lakescore.gate": gate,
+        "lakescore.partitions": ",".join(record.partitions),
+        "lakescore.model": record.model_resolved_uri or record.model_uri,
+    }
+    return {key: redact(value) for key, value in tags.items()}
+
+
 def log_to_mlflow(cfg: JobConfig, record: RunRecord, rows: Sequence[Row], path: str, text: str) -> str:
     """Log the run to the MLflow experiment ``lakescore-<job>``: headline metrics, the gate status
     and the report as an artifact. Returns the MLflow run id.
@@ -87,15 +101,7 @@ def log_to_mlflow(cfg: JobConfig, record: RunRecord, rows: Sequence[Row], path: 
     )
     experiment = cast("Experiment", mlflow.get_experiment_by_name(name))  # created above if it was missing
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"{cfg.name}-{record.run_id}") as run:
-        mlflow.set_tags(
-            {
-                "lakescore.run_id": record.run_id,
-                "lakescore.status": record.status,
-                "lakescore.gate": gate,
-                "lakescore.partitions": ",".join(record.partitions),
-                "lakescore.model": record.model_resolved_uri or record.model_uri,
-            }
-        )
+        mlflow.set_tags(run_tags(record, gate))
         mlflow.log_metrics(headline(record, rows))
         mlflow.log_text(text, path.rsplit("/", 1)[-1])  # the report itself, wherever it was written
         return run.info.run_id
