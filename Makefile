@@ -18,7 +18,7 @@ JARS_STAMP := $(JARS)/.fetched
 # delta-spark's jars (when setup could fetch them) and the Delta SQL confs, as spark-submit options
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties" $$($(PY) -m jobs.tables.jars)
 
-.PHONY: help setup check-java demo run test test-slow lint format check bench package cluster-test sql notebook clean
+.PHONY: help setup check-java demo run test test-slow test-faults lint format check bench package cluster-test sql notebook clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,10 +61,13 @@ notebook: setup ## run the analysts' notebook over the demo tables into build/qu
 	$(PY) -m jobs.tools.notebook --conf $(CONF) --out build/quality.ipynb
 
 test: setup ## run the test suite, both Delta engines (without the slow multi-process cases: make test-slow)
-	$(PY) -m pytest -q -m "not cluster and not slow"
+	$(PY) -m pytest -q -m "not cluster and not slow and not faults"
 
 test-slow: setup ## the cases that start their own spark-submit or job processes (minutes each)
-	$(PY) -m pytest -q -m "slow and not cluster"
+	$(PY) -m pytest -q -m "slow and not cluster and not faults"
+
+test-faults: setup ## kill -9 the job at each step and run two at once, on both engines; check the tables with delta-rs
+	$(PY) -m pytest -q -m faults tests/faults
 
 LINTED := jobs transforms tests bench
 

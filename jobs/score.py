@@ -16,12 +16,12 @@ import sys
 
 from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
-from jobs.model.resolve import ModelError, peek_version
+from jobs.model.resolve import ModelError, RegistryUnavailableError, peek_version
 from jobs.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunResult, run
 from jobs.run.partition_spec import PartitionError
-from jobs.run.selection import Selection, describe, select
+from jobs.run.selection import Audit, Selection, describe, select
 from jobs.session import spark_session
-from jobs.tables import table_exists
+from jobs.tables import StorageCredentialsError, table_exists
 
 log = logging.getLogger("lakescore.score")
 
@@ -72,7 +72,7 @@ def summary(result: RunResult) -> str:
 def selection_model_version(cfg: JobConfig) -> str | None:
     try:
         return peek_version(cfg.model)
-    except ModelError:
+    except (ModelError, RegistryUnavailableError):  # the plan is printed; the version is unknown
         return None
 
 
@@ -81,6 +81,21 @@ def _select(cfg: JobConfig, args: argparse.Namespace) -> Selection:
     if not table_exists(cfg.input.path):
         raise PartitionError(f"input table {cfg.input.path} does not exist or is not a Delta table")
     ranged = bool(args.start)
+    named_only = bool(args.partition) and not (ranged or args.since_last_run or args.dry_run)
+    try:
+        return _plan(cfg, args, ranged)
+    except (PartitionError, ModelError, StorageCredentialsError, RegistryUnavailableError):
+        raise
+    except Exception as exc:
+        if not named_only:
+            raise
+        # a log delta-rs cannot read (a native-only feature such as v2 checkpoints): the named
+        # partitions are still scored as given, Spark's reader checks them
+        log.warning("could not plan from %s's log with delta-rs (%s); scoring the named partitions", cfg.input.path, exc)
+        return Selection(tuple(args.partition))
+
+
+def _plan(cfg: JobConfig, args: argparse.Namespace, ranged: bool) -> Selection:
     return select(
         cfg.input.path,
         cfg.input.partition_by,
@@ -92,6 +107,8 @@ def _select(cfg: JobConfig, args: argparse.Namespace) -> Selection:
         model_version=peek_version(cfg.model) if ranged and not args.force else None,
         config_hash=cfg.config_hash,
         resume=ranged and not args.force,
+        audit=Audit(cfg.output.quarantine, cfg.output.stats, cfg.output.runs),
+        config_sections=cfg.config_hashes,
     )
 
 
@@ -137,28 +154,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.replay:
         return replay(cfg, args.replay, args.replay_into)
-    partitions = args.partition
-    if args.start or args.since_last_run or args.dry_run:
-        try:
-            selection = _select(cfg, args)
-        except (PartitionError, ModelError) as exc:
-            log.error("%s", exc)
-            return EXIT_USAGE
-        for label, why in selection.skipped:
-            log.info("skipping %s: %s", label, why)
-        if args.dry_run:
-            print(
-                describe(
-                    selection,
-                    cfg.model.uri
-                    + (f" (version {selection_model_version(cfg)})" if cfg.model.uri.startswith("models:/") else ""),
-                )
-            )
-            return EXIT_OK
-        if not selection.partitions:
-            print(f"nothing to score: {len(selection.skipped)} partition(s) already up to date", flush=True)
-            return EXIT_OK
-        partitions = list(selection.partitions)
+    # the same plan whether or not it is a dry run: a partition the input lacks is refused by both
+    try:
+        selection = _select(cfg, args)
+    except (PartitionError, ModelError, StorageCredentialsError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except RegistryUnavailableError as exc:  # the registry may be back soon: the scheduler retries
+        log.error("%s", exc)
+        return EXIT_FAILED
+    for label, why in selection.skipped:
+        log.info("skipping %s: %s", label, why)
+    if args.dry_run:
+        model = cfg.model.uri + (f" (version {selection_model_version(cfg)})" if cfg.model.uri.startswith("models:/") else "")
+        print(describe(selection, model))
+        return EXIT_OK
+    if not selection.partitions:
+        print(f"nothing to score: {len(selection.skipped)} partition(s) already up to date", flush=True)
+        return EXIT_OK
+    partitions = list(selection.partitions)
     with spark_session(cfg.spark) as spark:
         result = run(spark, cfg, partitions=partitions)
     print(summary(result), flush=True)

@@ -99,6 +99,15 @@ def delta(path, version=None, **filters) -> pd.DataFrame:
     return frame
 
 
+def ledger(path) -> pd.DataFrame:
+    """The runs ledger's final rows, one per run, oldest run first: a run's ``running`` row (written
+    when it starts) is dropped once its final row is there."""
+    frame = delta(path)
+    final = frame[frame["status"] != "running"]
+    running = frame[(frame["status"] == "running") & ~frame["run_id"].isin(final["run_id"])]
+    return pd.concat([final, running]).sort_values("started_at").reset_index(drop=True)
+
+
 # --- small tables for the engine tests ---------------------------------------------------------
 
 # ids and names by day: the tables the concurrency tests race, fail and kill writers on

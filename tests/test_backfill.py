@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.score import main
-from tests.helpers import delta, job_config, write_demo_input
+from tests.helpers import delta, job_config, ledger, write_demo_input
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def test_backfill_resumes_skipping_partitions_already_scored_with_this_model(res
     assert interrupted == 0  # "interrupted" after two days
     assert restarted == 0  # restarted over the whole range
 
-    runs = delta(tmp_path / "runs").sort_values("started_at")
+    runs = ledger(tmp_path / "runs").sort_values("started_at")
     assert [list(p) for p in runs["partitions"]] == [["ds=2024-06-01", "ds=2024-06-02"], ["ds=2024-06-03"]]
     scored = delta(tmp_path / "scored")
     quarantined = delta(tmp_path / "quarantine")
@@ -55,4 +55,4 @@ def test_since_last_run_after_a_complete_backfill_starts_no_run(resumed_backfill
     tmp_path, conf, _, _ = resumed_backfill
     # nothing new or changed: --since-last-run has nothing to do and starts no run
     assert main(["--conf", conf, "--since-last-run"]) == 0
-    assert len(delta(tmp_path / "runs")) == 2
+    assert len(ledger(tmp_path / "runs")) == 2

@@ -65,7 +65,7 @@ def _run(home, registry, capsys, *sets):
     from deltalake import DeltaTable
 
     from jobs.score import main
-    from tests.helpers import delta, job_config
+    from tests.helpers import job_config, ledger
 
     work = home / f"run{len(list(home.iterdir()))}"
     work.mkdir()
@@ -73,7 +73,7 @@ def _run(home, registry, capsys, *sets):
     code = main(["--conf", job_config(work, registry), "--partition", "ds=2024-06-01", *[a for s in sets for a in ("--set", s)]])
     out = capsys.readouterr()
     written = [t for t in ("scored", "quarantine") if DeltaTable.is_deltatable(str(work / t))]
-    runs = delta(work / "runs")
+    runs = ledger(work / "runs")
     return code, out.out + out.err, written, runs, work
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from deltalake import DeltaTable
 
-from tests.helpers import REPO, delta, job_config, run_job, write_demo_input
+from tests.helpers import REPO, job_config, ledger, run_job, write_demo_input
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ def test_failed_gate_exits_3_in_a_subprocess_and_publishes_no_scores(tmp_path, r
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "gate_failed (exit 3)" in proc.stdout
     assert not DeltaTable.is_deltatable(str(tmp_path / "scored"))
-    runs = delta(tmp_path / "runs")
+    runs = ledger(tmp_path / "runs")
     assert (runs["status"].iloc[0], runs["exit_code"].iloc[0]) == ("gate_failed", 3)
 
 
@@ -30,6 +30,6 @@ def test_a_write_that_fails_exits_1_in_a_subprocess_with_a_failed_ledger_row(tmp
         "--conf", conf, "--partition", "ds=2024-06-01", "--set", f"output.scored={tmp_path}/not-a-dir/scored", cwd=REPO
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    runs = delta(tmp_path / "runs")
+    runs = ledger(tmp_path / "runs")
     assert (runs["status"].iloc[0], runs["exit_code"].iloc[0]) == ("failed", 1)
     assert runs["error"].iloc[0]  # the ledger says what broke

@@ -15,7 +15,7 @@ from jobs.config import ConfigError, GateConfig, load_config
 from jobs.quality.drift import drift_rows
 from jobs.quality.gate import check_gate
 from jobs.score import main
-from tests.helpers import D1, D2, REPO, delta, expected_quarantine, job_config, write_demo_input
+from tests.helpers import D1, D2, REPO, delta, expected_quarantine, job_config, ledger, write_demo_input
 from transforms.drift import EPSILON
 from transforms.stats import Bins
 
@@ -37,7 +37,7 @@ def test_gate_config_takes_a_number_for_every_column_or_a_mapping_per_column(tmp
     }
     cfg = load_config(config_with(tmp_path, gate=gate))
     assert cfg.gate == GateConfig("warn", 10, 0.05, (("*", 0.1),), (("*", 0.25), ("probability", 0.1)))
-    assert load_config(config_with(tmp_path)).gate == GateConfig()  # no section: mode fail, nothing checked
+    assert load_config(config_with(tmp_path, gate={})).gate == GateConfig()  # no limits: mode fail, nothing checked
     assert cfg.output.reports == str(tmp_path.parent / REPO.name / ".lakescore/tables/reports") or cfg.output.reports.endswith(
         "/reports"
     )
@@ -51,7 +51,7 @@ def test_gate_config_takes_a_number_for_every_column_or_a_mapping_per_column(tmp
         ({"max_null_rate": {"plan": "x"}}, "gate.max_null_rate.plan: expected a number, got 'x'"),
         ({"max_psi": {"bad col": 0.1}}, "gate.max_psi: 'bad col' is not a valid column name"),
         ({"max_psi": -1}, "gate.max_psi: expected a non-negative number, got -1"),
-        ({"min_rows": 1.5}, "gate.min_rows: expected a non-negative integer, got 1.5"),
+        ({"min_rows": 1.5}, "gate.min_rows: expected a non-negative integer"),
         ({"max_rows": 3}, "gate.max_rows: unknown key"),
     ],
 )
@@ -148,13 +148,18 @@ def test_gate_failure_exits_3_publishes_no_scores_and_records_stats_and_ledger(d
     assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 3
 
     assert not DeltaTable.is_deltatable(str(tmp_path / "scored"))  # nothing published
-    run = delta(tmp_path / "runs").iloc[0]
+    run = ledger(tmp_path / "runs").iloc[0]
     assert (run.status, run.exit_code) == ("gate_failed", 3)
     assert "min_rows 400 < 1000" in run.error and "max_psi(total_charges)" in run.error
     gate = gate_rows(tmp_path, "ds=2024-06-01")
     assert gate[("min_rows", "*")] == (400, "fail")
     assert gate[("max_psi", "total_charges")][1] == "fail" and gate[("max_psi", "total_charges")][0] > 0
-    assert (run.rows_in, run.rows_quarantined) == (400, expected_quarantine(source[source["ds"] == D1]).sum())
+    quarantined = expected_quarantine(source[source["ds"] == D1]).sum()
+    # nothing published: the quarantined rows are held for the operator, not in the quarantine table
+    assert (run.rows_in, run.rows_scored, run.rows_quarantined, run.rows_held) == (400, 0, 0, quarantined)
+    assert not DeltaTable.is_deltatable(str(tmp_path / "quarantine"))
+    held = delta(tmp_path / "quarantine_held")
+    assert len(held) == quarantined and set(held["run_id"]) == {run.run_id}
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +189,7 @@ def test_warn_mode_publishes_a_partition_that_breaches_the_gate(pass_then_warn):
     assert pass_then_warn.warned == 0
     assert "quality gate breached (gate.mode: warn): published anyway" in pass_then_warn.warn_stderr
     assert set(delta(tmp_path / "scored")["ds"]) == {D1, D2}
-    runs = delta(tmp_path / "runs").sort_values("started_at")
+    runs = ledger(tmp_path / "runs").sort_values("started_at")
     assert list(runs["status"]) == ["succeeded", "succeeded"]
     assert gate_rows(tmp_path, "ds=2024-06-02")[("max_psi", "total_charges")][1] == "fail"
 

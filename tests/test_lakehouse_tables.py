@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from jobs.score import main
 from jobs.tables import read_table, table_schema, table_version
-from tests.helpers import D1, D2, delta, job_config, require_native, write_demo_input
+from tests.helpers import D1, D2, delta, job_config, ledger, require_native, write_demo_input
 
 BASE = "id INT, v DOUBLE, ds DATE"
 SIX = "(1, 1.0, DATE'2024-06-01'), (2, 2.0, DATE'2024-06-01'), (3, 3.0, DATE'2024-06-01'), (4, 4.0, DATE'2024-06-02'), (5, 5.0, DATE'2024-06-02'), (6, 6.0, DATE'2024-06-02')"
@@ -240,7 +240,7 @@ def test_the_job_refuses_a_delta_spark_table_on_embedded_naming_its_features(del
     input_path, _ = delta_spark_input
     assert score_ds_2024_06_02(tmp_path, registry, input_path, "engine=embedded") == 2
     assert not (tmp_path / "scored").exists() and not (tmp_path / "quarantine").exists()
-    runs = delta(tmp_path / "runs")
+    runs = ledger(tmp_path / "runs")
     assert list(runs["engine"]) == ["embedded"] and list(runs["exit_code"]) == [2]
     assert "deletionVectors" in runs.iloc[0]["error"] and "columnMapping" in runs.iloc[0]["error"]
 
@@ -251,5 +251,5 @@ def test_the_job_scores_a_delta_spark_table_on_native(delta_spark_input, tmp_pat
     scored, quarantined = delta(tmp_path / "scored"), delta(tmp_path / "quarantine")
     assert len(scored) + len(quarantined) == rows_in
     assert not (scored["customer_id"] % 7 == 0).any()  # the deleted rows stay deleted
-    runs = delta(tmp_path / "runs")
+    runs = ledger(tmp_path / "runs")
     assert list(runs["engine"]) == ["native"] and list(runs["exit_code"]) == [0]

@@ -32,3 +32,16 @@ def test_a_ledger_without_the_report_column_gains_it_and_keeps_its_rows(spark, t
     assert list(got.columns) == [f.name for f in LEDGER_SCHEMA.fields if f.name != "run_id"]
     assert got.loc["new", "report"] == "/reports/churn/x.html"
     assert got.loc["old", "report"] is None and got.loc["old", "status"] == "succeeded"
+
+
+def test_the_ledger_row_carries_no_credential_of_a_uri_or_an_error():
+    import datetime as dt
+
+    from jobs.run.ledger import LEDGER_SCHEMA, RunRecord
+
+    record = RunRecord("r", "churn", "s3://in", "models:/m@champion", "h", "/t/s", dt.datetime.now(dt.UTC))
+    record.model_resolved_uri = "http://alice:s3cret@mlflow.internal/models/m/3"
+    record.error = "ConnectionError: http://alice:s3cret@mlflow.internal unreachable"
+    values = dict(zip(LEDGER_SCHEMA.fieldNames(), record.row(), strict=True))
+    assert "s3cret" not in repr(values)
+    assert values["model_resolved_uri"] == "http://***@mlflow.internal/models/m/3"

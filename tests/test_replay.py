@@ -8,13 +8,13 @@ import yaml
 from deltalake import write_deltalake
 
 from jobs.score import main
-from tests.helpers import delta, job_config, write_demo_input
+from tests.helpers import delta, job_config, ledger, write_demo_input
 
 pytestmark = pytest.mark.e2e
 
 
 def _last_run_id(tmp_path) -> str:
-    return delta(tmp_path / "runs").sort_values("started_at")["run_id"].iloc[-1]
+    return ledger(tmp_path / "runs").sort_values("started_at")["run_id"].iloc[-1]
 
 
 def test_replay_reproduces_a_run_even_after_its_input_and_scores_were_replaced(tmp_path, registry, spark, capsys):
@@ -34,7 +34,7 @@ def test_replay_reproduces_a_run_even_after_its_input_and_scores_were_replaced(t
     out = capsys.readouterr().out
     assert f"replay of run {original}: MATCH" in out
     replayed = delta(scratch / "scored")
-    runs = delta(scratch / "runs")
+    runs = ledger(scratch / "runs")
     assert runs["input_version"].iloc[0] == 0  # the snapshot the original read, not the latest (1)
     published = delta(tmp_path / "scored", version=0)
     assert sorted(replayed["customer_id"]) == sorted(published["customer_id"])

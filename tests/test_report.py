@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from jobs.demo.train import FEATURES
 from jobs.score import main
-from tests.helpers import delta, job_config, write_demo_input
+from tests.helpers import delta, job_config, ledger, write_demo_input
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def warned_run(tmp_path_factory, registry, spark):
 
 
 def ledger_row(tmp_path):
-    return delta(tmp_path / "runs").iloc[0]
+    return ledger(tmp_path / "runs").iloc[0]
 
 
 def psi_and_rows(tmp_path):

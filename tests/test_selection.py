@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pyarrow as pa
 import pytest
 
 from jobs.run.partition_spec import PartitionError
-from jobs.run.selection import published, select
+from jobs.run.selection import describe, published, select
 
 SCHEMA = pa.schema([pa.field("customer_id", pa.int64()), pa.field("x", pa.float64()), pa.field("ds", pa.date32())])
 
@@ -21,7 +22,7 @@ def _input(path, days, mode="append", start=dt.date(2024, 6, 1)):
     write_deltalake(str(path), table, mode=mode, partition_by=["ds"])
 
 
-def _publish(scored, label, model_version="1", config_hash="h1", input_version=0, run_id="r1"):
+def _publish(scored, label, model_version="1", config_hash="h1", input_version=0, run_id="r1", sections=None):
     """A commit of the scored table as the runner makes it: commit info says what was published."""
     from deltalake import CommitProperties, write_deltalake
 
@@ -33,6 +34,8 @@ def _publish(scored, label, model_version="1", config_hash="h1", input_version=0
         "lakescore.config_hash": config_hash,
         "lakescore.input_version": str(input_version),
     }
+    if sections is not None:
+        metadata["lakescore.config_sections"] = json.dumps(sections)
     write_deltalake(
         str(scored), table, mode="append", partition_by=["ds"], commit_properties=CommitProperties(custom_metadata=metadata)
     )
@@ -109,3 +112,22 @@ def test_resumed_backfill_skips_what_this_model_and_config_already_scored(tmp_pa
     assert got.skipped[0][0] == "ds=2024-06-01" and "model version 7" in got.skipped[0][1]
     forced = select(str(inp), ["ds"], str(scored), start="2024-06-01", end="2024-06-04", model_version="7", config_hash="h1")
     assert forced.partitions[0] == "ds=2024-06-01"
+
+
+def test_the_plan_says_why_each_partition_is_scored(tmp_path):
+    inp, scored = tmp_path / "in", tmp_path / "s"
+    _input(inp, [0, 1, 2, 3])
+    now = {"rules": "r2", "model": "m1"}
+    _publish(scored, "ds=2024-06-01", model_version="7", config_hash="old", sections={"rules": "r1", "model": "m1"})
+    _publish(scored, "ds=2024-06-02", model_version="6", config_hash="h1", sections=now)
+    _input(inp, [2], mode="append")  # more files in ds=2024-06-03 after nothing was published there
+    got = select(
+        str(inp), ["ds"], str(scored), start="2024-06-01", model_version="7", config_hash="h1", resume=True, config_sections=now
+    )
+    assert got.reasons == {
+        "ds=2024-06-01": "config changed in rules",
+        "ds=2024-06-02": "model version 6 -> 7",
+        "ds=2024-06-03": "never published",
+        "ds=2024-06-04": "never published",
+    }
+    assert "(config changed in rules)" in describe(got, "models:/m@champion")

@@ -139,8 +139,9 @@ def test_write_reports_its_own_commit_version_when_another_commit_follows(spark,
     write_deltalake(path, other, mode="append")  # another writer, just after
     tokens = {e["version"]: e.get(WRITE_TOKEN) for e in DeltaTable(path).history()}
     assert tokens[2] is None and tokens[0] != tokens[1]
-    assert committed_version(path, tokens[1]) == 1  # not 2, the table's latest
-    assert committed_version(path, tokens[0]) == 0
+    assert committed_version(path, tokens[1]) == (1, True)  # not 2, the table's latest
+    assert committed_version(path, tokens[0]) == (0, True)
+    assert committed_version(path, "no such token") == (2, False)
 
 
 def test_nested_and_decimal_types_round_trip(spark, tmp_path):

@@ -215,7 +215,7 @@ def apply_step(df: DataFrame, index: int, cfg: StepConfig, fitted: Any = None) -
         raise PipelineError(f"{describe(index, cfg)}: {str(exc).strip().splitlines()[0]}") from None
 
 
-def pipeline(steps: Sequence[StepConfig], fitted: Mapping[int, Any] | None = None) -> Transform:
+def pipeline(steps: Sequence[StepConfig], fitted: Mapping[int, Any] | None = None, keep: Sequence[str] = ()) -> Transform:
     """All steps in order, as one transform.
 
     Columns no step touches pass through in place; derived columns are appended; ``select`` and
@@ -223,13 +223,19 @@ def pipeline(steps: Sequence[StepConfig], fitted: Mapping[int, Any] | None = Non
 
     Args:
         fitted: step index -> fitted value, for the steps that take a statistic of the training data.
+        keep: columns that ride through every step untouched, a ``select`` included (the caller's
+            copies of input values; no step may name them).
     """
-    steps, fitted = list(steps), dict(fitted or {})
+    steps, fitted, keep = list(steps), dict(fitted or {}), list(keep)
 
     def _(df: DataFrame) -> DataFrame:
         out = df
         for i, s in enumerate(steps):
+            before = out
             out = apply_step(out, i, s, fitted.get(i))
+            kept = [c for c in keep if c in before.columns and c not in out.columns]
+            if kept:  # a select step dropped them: the same columns, picked from its input
+                out = before.select(*[F.col(c) for c in out.columns], *[F.col(c) for c in kept])
         return out.select(*[F.col(c) for c in out.columns])
 
     return _

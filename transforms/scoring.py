@@ -9,18 +9,88 @@ same Arrow buffers, untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_type
 
 from transforms import model_cache
+
+
+class ModelInputError(ValueError):
+    """The model refused a batch because feature columns hold non-finite values (inf, -inf, or NaN
+    where the model takes none) that no rule quarantined. The message names the columns and the
+    rows; the same input fails the same way again, so it is the data's (or the rules') to fix."""
+
+
+class ModelScoringError(RuntimeError):
+    """The model raised on a batch for another reason: its own message and where it was loaded from."""
+
+
+_NONFINITE: dict[str, Callable[[np.ndarray], np.ndarray]] = {"inf": np.isposinf, "-inf": np.isneginf, "NaN": np.isnan}
+
+
+def _refused_cells(frame: pd.DataFrame, message: str) -> dict[str, dict[str, np.ndarray]]:
+    """Per floating feature column holding any, a mask per kind of non-finite value the model's
+    error may be about: infinities always (no model takes them), NaN only when the message speaks
+    of NaN (many models take NaN as missing)."""
+    kinds = ["inf", "-inf", *(["NaN"] if "nan" in message.lower() else [])]
+    cells = {}
+    for name in frame.columns:
+        if pd.api.types.is_float_dtype(frame[name].dtype):
+            values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+            masks = {kind: _NONFINITE[kind](values) for kind in kinds}
+            if any(mask.any() for mask in masks.values()):
+                cells[str(name)] = masks
+    return cells
+
+
+def model_failure(frame: pd.DataFrame, err: Exception, model_location: str) -> Exception:
+    """The error a model raised on ``frame`` (its features), said in the data's terms.
+
+    A ModelInputError naming the feature columns with the non-finite values the model refused, and
+    how many rows have one, when the batch has such values; else a ModelScoringError with the
+    model's own message and location.
+    """
+    said = f"{type(err).__name__}: {str(err).strip()}"
+    cells = _refused_cells(frame, said)
+    if not cells:
+        return ModelScoringError(f"the model at {model_location} failed on a batch of {len(frame)} rows: {said}")
+    rows = int(np.logical_or.reduce([mask for masks in cells.values() for mask in masks.values()]).sum())
+    columns = ", ".join(
+        f"{name} ({', '.join(f'{kind}: {int(mask.sum())}' for kind, mask in masks.items() if mask.any())})"
+        for name, masks in cells.items()
+    )
+    return ModelInputError(
+        f"{rows} of {len(frame)} rows of a batch hold values the model refused, in column(s) {columns}; "
+        "quarantine them with a range rule (validation.rules) or fix them in preprocessing. "
+        f"The model at {model_location} said: {said.splitlines()[0]}"
+    )
+
+
+_SCORING_ERROR = re.compile(r"^(?:[\w.]+\.)?((?:ModelInputError|ModelScoringError): .*)$", re.MULTILINE)
+
+
+def scoring_error_line(err: BaseException) -> str | None:
+    """``"ModelInputError: ..."`` (or ``"ModelScoringError: ..."``) out of the error Spark raises on the
+    driver for a failed scoring task, whose text holds the worker's traceback: the line a driver
+    prefixes with the partition's name. None when the error is neither."""
+    found = _SCORING_ERROR.findall(str(err))
+    return found[-1].strip() if found else None
+
+
+def _predict(model: Any, features: pd.DataFrame, model_location: str) -> Any:
+    try:
+        return model.predict(features)
+    except Exception as err:
+        raise model_failure(features, err, model_location) from err
 
 
 def _as_frame(predictions: Any, names: Sequence[str], rows: int) -> pd.DataFrame:
@@ -102,7 +172,7 @@ def score(
         for batch in batches:
             rows = batch.num_rows
             frame = (
-                _as_frame(model.predict(features_to_pandas(batch, features)), names, rows)
+                _as_frame(_predict(model, features_to_pandas(batch, features), model_location), names, rows)
                 if rows
                 else pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
             )
@@ -130,20 +200,26 @@ def scored_rows(
     scored_at: Any,
     partition_by: Sequence[str],
     extra: Sequence[str] = (),
+    sources: Mapping[str, str] | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """The scored table's contract: keys and pass-through, the model's outputs, lineage (``LINEAGE``),
     then the partition columns. ``extra`` columns ride along at the end (for profiling; drop them
-    before the write)."""
+    before the write). ``sources``: pass-through column -> the column of ``df`` holding its value
+    (the input's value where preprocessing rewrote the column)."""
+    sources = dict(sources or {})
+
+    def column(name: str) -> Column:
+        return F.col(sources[name]).alias(name) if name in sources else F.col(name)
 
     def _(df: DataFrame) -> DataFrame:
         return df.select(
-            *[c for c in passthrough if c not in partition_by],
+            *[column(c) for c in passthrough if c not in partition_by],
             *outputs.fieldNames(),
             F.lit(model_name).alias("model_name"),
             F.lit(model_version).cast("string").alias("model_version"),
             F.lit(run_id).alias("run_id"),
             F.lit(scored_at).alias("scored_at"),
-            *partition_by,
+            *[column(c) for c in partition_by],
             *extra,
         )
 

@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from jobs.quality.drift import BINNED, Row
 from jobs.tables import partition_predicate, read_table, table_exists, write_table
+from jobs.tables.reading import literal
 
 STATS_SCHEMA = T.StructType(
     [
@@ -68,9 +69,9 @@ def previous_partition(
     if table_exists(stats_path, engine):
         stats = read_table(spark, stats_path, engine)
         if len(partition_by) == 1:  # a plain comparison the reader can prune partitions with
-            before = F.col(partition_by[0]) < F.lit(key[0])
+            before = F.col(partition_by[0]) < literal(key[0])
         else:
-            before = F.struct(*[F.col(c) for c in partition_by]) < F.struct(*[F.lit(v) for v in key])
+            before = F.struct(*[F.col(c) for c in partition_by]) < F.struct(*[literal(v) for v in key])
         stats = stats.where(
             before & (F.col("job") == job) & F.col("scope").isin(list(BINNED)) & F.col("metric").isin([*BINNED.values(), "mean"])
         )

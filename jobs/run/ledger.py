@@ -6,12 +6,15 @@ import datetime as dt
 import functools
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from jobs.redact import redact
 from jobs.tables import write_table
 
 LEDGER_SCHEMA = T.StructType(
@@ -22,7 +25,7 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("exit_code", T.IntegerType(), False),
         T.StructField("error", T.StringType(), True),
         T.StructField("started_at", T.TimestampType(), False),
-        T.StructField("finished_at", T.TimestampType(), False),
+        T.StructField("finished_at", T.TimestampType(), True),  # null in a run's `running` row
         T.StructField("engine", T.StringType(), True),
         T.StructField("input_table", T.StringType(), False),
         T.StructField("input_version", T.LongType(), True),
@@ -36,6 +39,7 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("rows_in", T.LongType(), True),
         T.StructField("rows_scored", T.LongType(), True),
         T.StructField("rows_quarantined", T.LongType(), True),
+        T.StructField("rows_held", T.LongType(), True),  # a gate-failed partition's quarantined rows, in output.held
         T.StructField("scored_table", T.StringType(), False),
         T.StructField("scored_version", T.LongType(), True),
         T.StructField("timings", T.MapType(T.StringType(), T.DoubleType()), False),
@@ -97,12 +101,17 @@ class RunRecord:
     rows_in: int | None = None
     rows_scored: int | None = None
     rows_quarantined: int | None = None
+    rows_held: int | None = None
     scored_version: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     report: str | None = None  # the HTML run report's path
 
     def row(self) -> tuple:
+        """The ledger row; no credential a URI or an error message carries reaches it."""
         values = {**self.__dict__, "code_version": code_version()}
+        for name in ("model_uri", "model_resolved_uri", "error", "input_table", "scored_table", "report"):
+            if values[name] is not None:
+                values[name] = redact(values[name])
         return tuple(values[f.name] for f in LEDGER_SCHEMA.fields)
 
 
@@ -110,3 +119,23 @@ def append_run(spark: SparkSession, record: RunRecord, path: str, engine: str) -
     df = spark.createDataFrame([record.row()], LEDGER_SCHEMA)
     # merge_schema: a ledger written before a column existed (e.g. report) gains it, old rows null
     write_table(df, path, engine, mode="append", merge_schema=True, commit_metadata={"lakescore.run_id": record.run_id})
+
+
+def latest_rows(path: str, run_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each run's ledger row, read with delta-rs (the ledger is small metadata): its final row, or
+    its ``running`` row when it never wrote one (killed, or still running). ``run_ids``: only these."""
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(path):
+        return {}
+    wanted = None if run_ids is None else sorted(set(run_ids))
+    if wanted == []:
+        return {}
+    where = ds.field("run_id").isin(wanted) if wanted is not None else None
+    out: dict[str, dict[str, Any]] = {}
+    for row in DeltaTable(path).to_pyarrow_dataset().to_table(filter=where).to_pylist():
+        seen = out.get(row["run_id"])
+        if seen is None or seen["status"] == "running":
+            out[row["run_id"]] = row
+    return out

@@ -7,15 +7,16 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyspark.sql import SparkSession
 
 from jobs.config import JobConfig
+from jobs.faults import reach
 from jobs.logs import set_run_id
-from jobs.model.resolve import resolve_model
+from jobs.model.resolve import release_model, resolve_model
 from jobs.model.ship import ship_model
-from jobs.quality.stats_table import write_stats
 from jobs.report.publish import publish_report
 from jobs.run.context import RunContext
 from jobs.run.ledger import RunRecord, append_run
@@ -28,9 +29,11 @@ from jobs.run.outcome import (
     PartitionOutcome,
     RunResult,
     describe_error,
+    is_usage_error,
+    worker_error_line,
 )
 from jobs.run.partition import score_partition
-from jobs.run.partition_spec import parse_partition, partition_label
+from jobs.run.partition_spec import parse_partition, partition_label, partition_sort_key
 from jobs.run.plan import plan_run
 from jobs.run.timing import timed
 from jobs.tables import resolve_engine, table_exists, table_schema, table_version
@@ -52,19 +55,20 @@ def _start(
     record.input_version = version
     input_schema = table_schema(cfg.input.path, version, engine)
     # oldest first, whatever order they were named in: consecutive drift compares with the one before
-    specs = sorted(
-        (parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions), key=lambda s: tuple(s.values())
-    )
+    specs = sorted((parse_partition(p, input_schema, cfg.input.partition_by) for p in partitions), key=partition_sort_key)
     record.partitions = [partition_label(s) for s in specs]
     log.info("job %s: engine=%s input=%s@v%s partitions=%s", cfg.name, engine, cfg.input.path, version, record.partitions)
 
     with timed(record.timings, "resolve_model", f"resolving model {cfg.model.uri}"):
         model = resolve_model(cfg.model)
     record.model_resolved_uri, record.model_name, record.model_version = model.uri, model.name, model.version
-    plan = plan_run(spark, cfg, engine, model, input_schema, version)
-    ctx = RunContext(
-        spark, cfg, engine, record.run_id, version, input_schema, model, ship_model(spark, model), plan, dt.datetime.now(dt.UTC)
-    )
+    try:
+        plan = plan_run(spark, cfg, engine, model, input_schema, version)
+        location = ship_model(spark, model)
+    except BaseException:
+        release_model(model)  # the run ends here: its copy of the model goes with it
+        raise
+    ctx = RunContext(spark, cfg, engine, record.run_id, version, input_schema, model, location, plan, dt.datetime.now(dt.UTC))
     return ctx, specs
 
 
@@ -75,17 +79,67 @@ def _record(record: RunRecord, outcome: PartitionOutcome) -> None:
         record.scored_version = outcome.scored_version
 
 
-def _settle(record: RunRecord, result: RunResult, gate_failures: Sequence[str]) -> None:
-    """The run's counts and status once every partition is done."""
+@dataclass
+class Failures:
+    """What went wrong, partition by partition: each fails alone, the others are still scored."""
+
+    gate: list[str] = field(default_factory=list)
+    usage: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, label: str, exc: Exception) -> None:
+        if is_usage_error(exc):
+            self.usage.append(f"partition {label}: {worker_error_line(exc) or exc}")
+            log.error("partition %s: %s; not published", label, exc)
+        else:
+            self.failed.append(f"partition {label}: {describe_error(exc)}")
+            log.error("partition %s failed; not published", label, exc_info=exc)
+
+
+def _settle(record: RunRecord, result: RunResult, failures: Failures, published: set[str]) -> None:
+    """The run's counts and status once every partition is done.
+
+    A retry can mend a failed partition (exit 1) and skips those already published, so it comes
+    first; then what needs a person: a usage error (2), a failed gate (3).
+    """
     record.rows_in = sum(p.rows_in for p in result.partitions)
-    record.rows_scored = sum(p.rows_scored for p in result.partitions)
-    record.rows_quarantined = sum(p.rows_quarantined for p in result.partitions)
-    record.status, record.exit_code = "succeeded", EXIT_OK
-    if gate_failures:
+    # what the tables hold: a partition that was not published scored and quarantined nothing
+    record.rows_scored = sum(p.rows_scored for p in result.partitions if p.partition in published)
+    record.rows_quarantined = sum(p.rows_quarantined for p in result.partitions if p.partition in published)
+    record.rows_held = sum(p.rows_quarantined for p in result.partitions if p.partition not in published)
+    errors = [*failures.failed, *failures.usage, *failures.gate]
+    record.error = "; ".join(errors)[:2000] or None
+    if failures.failed:
+        record.status, record.exit_code = "failed", EXIT_FAILED
+    elif failures.usage:
+        record.status, record.exit_code = "rejected", EXIT_USAGE
+    elif failures.gate:
         record.status, record.exit_code = "gate_failed", EXIT_GATE
-        record.error = "; ".join(gate_failures)[:2000]
-    elif any(r["scope"] == "gate" and r["bucket"] == "fail" for r in result.stats_rows):
+    else:
+        record.status, record.exit_code = "succeeded", EXIT_OK
+    if not failures.gate and any(r["scope"] == "gate" and r["bucket"] == "fail" for r in result.stats_rows):
         log.warning("quality gate breached (gate.mode: warn): published anyway; see the gate rows of run %s", record.run_id)
+
+
+def _score_all(ctx: RunContext, specs: Sequence[dict[str, Any]], record: RunRecord, result: RunResult) -> None:
+    failures, published = Failures(), set()
+    for spec in specs:  # each partition is its own unit: one that fails does not stop the others
+        label = partition_label(spec)
+        try:
+            outcome = score_partition(ctx, spec, result.stats_rows)
+        except Exception as exc:
+            failures.add(label, exc)
+            continue
+        if outcome.gate_failure:
+            log.error("%s; not published", outcome.gate_failure)
+            failures.gate.append(outcome.gate_failure)
+        else:
+            published.add(label)
+        _record(record, outcome)
+        result.partitions.append(outcome.result)
+        result.stats_rows.extend(outcome.stats_rows)
+    reach("partitions_done")
+    _settle(record, result, failures, published)
 
 
 def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_version: int | None = None) -> RunResult:
@@ -93,28 +147,21 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
 
     ``input_version`` pins the input's Delta snapshot (a replay); by default the latest is read.
 
-    The outcome is in the returned record's ``status`` and ``exit_code`` and in the runs ledger.
+    The outcome is in the returned record's ``status`` and ``exit_code`` and in the runs ledger:
+    a ``running`` row once the run is planned, the final row when it ends (a run killed in between
+    keeps its ``running`` row).
     """
     run_id = uuid.uuid4().hex[:16]
     set_run_id(run_id)
     started = dt.datetime.now(dt.UTC)
     record = RunRecord(run_id, cfg.name, cfg.input.path, cfg.model.uri, cfg.config_hash, cfg.output.scored, started)
     result = RunResult(record)
+    ctx: RunContext | None = None
     try:
         ctx, specs = _start(spark, cfg, partitions, record, input_version)
-        gate_failures: list[str] = []
-        for spec in specs:  # each partition is its own unit: one that fails the gate does not stop the others
-            outcome = score_partition(ctx, spec, result.stats_rows)
-            if outcome.gate_failure:
-                log.error("%s; not published", outcome.gate_failure)
-                gate_failures.append(outcome.gate_failure)
-            _record(record, outcome)
-            result.partitions.append(outcome.result)
-            result.stats_rows.extend(outcome.stats_rows)
-        with timed(record.timings, "stats_write", "writing statistics"):
-            partition_fields = [ctx.input_schema[c] for c in cfg.input.partition_by]
-            write_stats(spark, cfg.output.stats, ctx.engine, result.stats_rows, partition_fields, run_id)
-        _settle(record, result, gate_failures)
+        append_run(spark, record, cfg.output.runs, ctx.engine)  # the running row: a killed run stays visible
+        reach("planned")
+        _score_all(ctx, specs, record, result)
         bins = (ctx.plan.feature_bins, ctx.plan.prediction_bins)
         result.report = record.report = publish_report(cfg, record, result.stats_rows, bins, ctx.model.features)
     except USAGE_ERRORS as exc:
@@ -125,11 +172,13 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
         log.exception("run failed")
     finally:
         _finish(spark, cfg, record, started, result)
+        if ctx is not None:
+            release_model(ctx.model)
     return result
 
 
 def _finish(spark: SparkSession, cfg: JobConfig, record: RunRecord, started: dt.datetime, result: RunResult) -> None:
-    """The ledger row, whatever happened before; a run whose row cannot be written has failed."""
+    """The final ledger row, whatever happened before; a run whose row cannot be written has failed."""
     record.finished_at = dt.datetime.now(dt.UTC)
     record.timings["total"] = round((record.finished_at - started).total_seconds(), 3)
     try:

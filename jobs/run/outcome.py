@@ -12,13 +12,45 @@ from jobs.model.resolve import ModelError
 from jobs.quality.gate import Check
 from jobs.run.ledger import RunRecord
 from jobs.run.partition_spec import PartitionError
-from jobs.tables import UnsupportedFeatureError
+from jobs.tables import StorageCredentialsError, UnsupportedFeatureError
 from transforms.contract import ContractError
+from transforms.model_cache import MODEL_LOAD_MARKER, is_model_load_failure
 from transforms.preprocess import PipelineError
+from transforms.scoring import ModelInputError, scoring_error_line
+from transforms.sql_guard import UnsafeExpressionError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
 # errors that say the job was asked something it cannot do: exit 2, retrying will not help
-USAGE_ERRORS = (ConfigError, ContractError, PartitionError, ModelError, PipelineError, UnsupportedFeatureError)
+USAGE_ERRORS = (
+    ConfigError,
+    ContractError,
+    PartitionError,
+    ModelError,
+    PipelineError,
+    UnsupportedFeatureError,
+    StorageCredentialsError,
+    ModelInputError,
+    UnsafeExpressionError,
+)
+# the same, raised in a Python worker: Spark hands the driver its own error whose text holds the
+# worker's traceback, ending in one of these
+WORKER_USAGE_ERRORS = ("ModelInputError", "ModelLoadError")
+
+
+def is_usage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is exit 2 (a person must change something), also when a worker raised it."""
+    if isinstance(exc, USAGE_ERRORS):
+        return True
+    return worker_error_line(exc).startswith(WORKER_USAGE_ERRORS)
+
+
+def worker_error_line(exc: BaseException) -> str:
+    """The LakeScore error a Python worker raised, out of Spark's wrapping ("" when none)."""
+    line = scoring_error_line(exc)
+    if line is None and is_model_load_failure(exc):
+        text = str(exc)
+        line = text[text.rfind(MODEL_LOAD_MARKER) :].splitlines()[0].strip()
+    return line or ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,9 @@ def partition_result(label: str, stats_rows: Sequence[dict[str, Any]]) -> Partit
 def describe_error(exc: BaseException) -> str:
     """One line for the ledger: the error's first line, plus the innermost Python error when
     Spark wrapped a worker's traceback in its own message."""
+    worker = worker_error_line(exc)
+    if worker:  # the model's own complaint, with the columns it is about, not Spark's wrapping
+        return worker[:2000]
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
     inner = next((line for line in reversed(lines[1:]) if re.match(r"^[\w.]+(Error|Exception): ", line)), None)

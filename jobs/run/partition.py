@@ -1,10 +1,11 @@
 """One partition, stage by stage: read and check it, quarantine what breaks the rules, score the
-rest, profile both, judge them by drift and the gate, publish the scores, account for every row.
+rest, profile both, judge them by drift and the gate, account for every row, then write.
 
-Each partition is its own unit with its own transactions, so a rerun of one partition replaces
-exactly that partition in the scored and quarantine tables. The statistics, drift and gate come
-before the scored write: a partition that fails the gate (mode fail) is not published (its
-quarantined rows are: they say why).
+Each partition is its own unit: its statistics are committed first, then its quarantined rows and
+its scores as one publication (``jobs.run.publish``), so a rerun of one partition replaces exactly
+that partition in both tables and a crash never leaves published scores without statistics. A
+partition that fails the gate (mode fail) publishes nothing: its quarantined rows go to the held
+table, where the operator sees why.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from jobs.quality.drift import drift_rows
+from jobs.faults import reach
+from jobs.quality.drift import BASELINE, drift_rows
 from jobs.quality.gate import Check, check_gate
 from jobs.quality.profile import profile_partition
-from jobs.quality.stats_table import previous_partition
+from jobs.quality.stats_table import previous_partition, write_stats
 from jobs.run.context import RunContext
 from jobs.run.outcome import PartitionOutcome, PartitionResult, partition_result
 from jobs.run.partition_spec import partition_label
 from jobs.run.plan import feature_types, required_columns, scored_columns
-from jobs.run.publish import publish_quarantine, publish_scores
+from jobs.run.publish import claim, hold_quarantine, publish
 from jobs.run.timing import timed
 from jobs.tables import read_table
 from transforms.contract import check_contract, conform
@@ -68,18 +70,35 @@ def binned_features(ctx: RunContext) -> list[str]:
     return [f for f in ctx.plan.feature_bins if f in ctx.model.features and f not in passthrough]
 
 
+def input_copies(ctx: RunContext) -> dict[str, str]:
+    """Pass-through columns a preprocessing step rewrites, and the name their input value rides under."""
+    rewritten = {s.column for s in ctx.plan.steps if s.column is not None}
+    return {c: f"__lakescore_input_{c}" for c in scored_columns(ctx.cfg) if c in rewritten}
+
+
 def model_view(ctx: RunContext, checked: DataFrame, casts: CheckedInput, binned: Sequence[str]) -> DataFrame:
-    """The rows that passed the rules, preprocessed and scored, as the scored table's contract plus ``binned``."""
+    """The rows that passed the rules, preprocessed and scored, as the scored table's contract plus
+    ``binned``. Pass-through columns hold the input's values, not what preprocessing made of them."""
     cfg, model = ctx.cfg, ctx.model
+    copies = input_copies(ctx)
     passthrough = scored_columns(cfg)
+    carried = [copies.get(c, c) for c in passthrough]
     return (
         checked.transform(passing_rows)
-        .transform(ctx.plan.prepare(casts.input_casts))
+        .transform(ctx.plan.prepare(casts.input_casts, copies))
         .transform(conform(casts.feature_casts))
-        .transform(score(ctx.model_location, model.features, model.outputs, [*passthrough, *binned]))
+        .transform(score(ctx.model_location, model.features, model.outputs, list(dict.fromkeys([*carried, *binned]))))
         .transform(
             scored_rows(
-                passthrough, model.outputs, model.name, model.version, ctx.run_id, ctx.scored_at, cfg.input.partition_by, binned
+                passthrough,
+                model.outputs,
+                model.name,
+                model.version,
+                ctx.run_id,
+                ctx.scored_at,
+                cfg.input.partition_by,
+                binned,
+                copies,
             )
         )
     )
@@ -103,6 +122,7 @@ def assess(
     if before is None:
         log.info("partition %s: no earlier partition has statistics; no consecutive drift", partition_label(spec))
     rows += drift_rows(rows, plan.feature_bins, plan.prediction_bins, before_rows, before)
+    _warn_of_large_drift(partition_label(spec), rows)
     features = [f for f in ctx.model.features if any(r["column"] == f for r in rows)]
     checks = check_gate(cfg.gate, rows, features, [f.name for f in ctx.model.outputs.fields], cfg.source)
     for c in checks:
@@ -118,38 +138,80 @@ def assess(
     return rows + [c.row() for c in checks], checks
 
 
+# PSI above 0.25 is the conventional "significant shift" rule of thumb of credit scoring:
+# logged as a warning whatever the gate says, so a run with no gate still tells someone
+LARGE_PSI = 0.25
+
+
+def _warn_of_large_drift(label: str, rows: Sequence[Row]) -> None:
+    for r in rows:
+        if r["scope"] == BASELINE and r["metric"] == "psi" and r["value"] is not None and r["value"] > LARGE_PSI:
+            js = next(
+                (x["value"] for x in rows if (x["scope"], x["column"], x["metric"]) == (BASELINE, r["column"], "js_distance")),
+                None,
+            )
+            log.warning(
+                "partition %s: %s drifted far from the training reference: PSI %.3g > %g%s",
+                label,
+                r["column"],
+                r["value"],
+                LARGE_PSI,
+                f", JS distance {js:.3g}" if js is not None else "",
+            )
+
+
 def score_partition(ctx: RunContext, spec: dict[str, Any], earlier: Sequence[Row] = ()) -> PartitionOutcome:
-    """Score one input partition. ``earlier``: this run's statistics rows so far (consecutive drift)."""
+    """Score one input partition. ``earlier``: this run's statistics rows so far (consecutive drift).
+
+    Everything is computed, counted and judged before anything is committed; then the partition's
+    statistics, then its quarantined rows and scores (``jobs.run.publish``), or, when it fails the
+    gate, its quarantined rows in the held table and nothing published.
+    """
     cfg, model = ctx.cfg, ctx.model
     label = partition_label(spec)
     timings: dict[str, float] = {}
+    claimed = claim(ctx, spec)
     casts = read_partition(ctx, spec)
     checked = casts.raw.transform(validate(cfg.rules)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        with timed(timings, "quarantine_write", f"partition {label}: validating and writing quarantined rows"):
-            quarantined = quarantined_rows(casts.raw.columns, ctx.run_id, ctx.scored_at, ctx.plan.reasons_with_code)
-            publish_quarantine(ctx, spec, checked.transform(quarantined))
         binned = binned_features(ctx)
         view = model_view(ctx, checked, casts, binned).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            with timed(timings, "score", f"partition {label}: scoring with {model.uri} and profiling"):
+            with timed(timings, "score", f"partition {label}: validating, scoring with {model.uri} and profiling"):
                 profiled = [f for f in model.features if f in casts.raw.columns]
                 rows = profile_partition(cfg, model, (ctx.plan.feature_bins, ctx.plan.prediction_bins), checked, view, profiled)
             rows, checks = assess(ctx, spec, rows, earlier, timings["score"])
             stamp = {"run_id": ctx.run_id, "job": cfg.name, "partition": label, "computed_at": ctx.scored_at, **spec}
             rows = [r | stamp for r in rows]
+            result = partition_result(label, rows)
+            _check_accounting(label, result)
             failed = tuple(c for c in checks if c.outcome == "fail") if cfg.gate.mode == "fail" else ()
+            with timed(timings, "stats_write", f"partition {label}: writing statistics"):
+                write_stats(
+                    ctx.spark,
+                    cfg.output.stats,
+                    ctx.engine,
+                    rows,
+                    [ctx.input_schema[c] for c in cfg.input.partition_by],
+                    ctx.run_id,
+                )
+            reach("stats_written")
+            quarantined = checked.transform(
+                quarantined_rows(casts.raw.columns, ctx.run_id, ctx.scored_at, ctx.plan.reasons_with_code)
+            )
             version = None
-            if not failed:
-                with timed(timings, "score_write", f"partition {label}: writing the scores"):
-                    version = publish_scores(ctx, spec, view.drop(*binned)).version
+            if failed:
+                with timed(
+                    timings, "held_write", f"partition {label}: gate failed; keeping its quarantined rows in {cfg.output.held}"
+                ):
+                    hold_quarantine(ctx, quarantined)
+            else:
+                with timed(timings, "publish", f"partition {label}: publishing quarantined rows and scores"):
+                    version = publish(ctx, spec, claimed, quarantined, view.drop(*binned))
         finally:
             view.unpersist()
     finally:
         checked.unpersist()
-    result = partition_result(label, rows)
-    if not failed:
-        _check_accounting(label, result)
     return PartitionOutcome(result, tuple(rows), version, timings, failed)
 
 
@@ -163,3 +225,5 @@ def _check_accounting(label: str, result: PartitionResult) -> None:
     log.info(
         "partition %s: %d rows in, %d scored, %d quarantined", label, result.rows_in, result.rows_scored, result.rows_quarantined
     )
+    if result.rows_in == 0:
+        log.warning("partition %s: the input partition has no rows; publishing it empty in both tables", label)

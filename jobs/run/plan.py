@@ -6,11 +6,12 @@ input partition the config names)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import JobConfig, StepConfig, diff_steps
@@ -20,6 +21,7 @@ from jobs.run.partition_spec import parse_partition
 from jobs.tables import read_table, table_exists, table_schema
 from transforms.contract import SPARK_TYPES, ContractError, check_contract, conform
 from transforms.preprocess import PipelineError, input_columns, output_columns, pipeline
+from transforms.sql_guard import check_config_sql
 from transforms.stats import Bins, fixed_bins, reference_bins
 from transforms.validation import REASONS, passing_rows, rule_columns, validate
 
@@ -36,10 +38,21 @@ class Plan:
     feature_bins: dict[str, Bins] = field(default_factory=dict)  # from the reference: what drift is measured in
     prediction_bins: dict[str, Bins] = field(default_factory=dict)
 
-    def prepare(self, casts: dict[str, T.DataType]) -> Callable[[DataFrame], DataFrame]:
-        """The input as the model's pipeline sees it: the contract's casts, then the steps."""
-        steps = pipeline(self.steps, self.fitted)
-        return lambda df: df.transform(conform(casts)).transform(steps)
+    def prepare(self, casts: dict[str, T.DataType], copies: Mapping[str, str] | None = None) -> Callable[[DataFrame], DataFrame]:
+        """The input as the model's pipeline sees it: the contract's casts, then the steps.
+
+        ``copies`` (column -> name) keeps the input's value of those columns, after the casts and
+        before any step, under the new names: pass-through columns are the input's values even
+        where a step rewrites the column for the model.
+        """
+        copies = dict(copies or {})
+        steps = pipeline(self.steps, self.fitted, list(copies.values()))
+
+        def _(df: DataFrame) -> DataFrame:
+            cast = df.transform(conform(casts))
+            return cast.select("*", *[F.col(c).alias(name) for c, name in copies.items()]).transform(steps)
+
+        return _
 
 
 def choose_pipeline(cfg: JobConfig, model: ResolvedModel) -> tuple[StepConfig, ...]:
@@ -165,7 +178,12 @@ def plan_run(
 
     A floating output the reference did not profile is counted in ten bins over [0, 1], so it
     still drifts against the previous partition.
+
+    Every SQL expression of the config and of the model's pipeline is checked against the
+    allow-list first (``transforms.sql_guard``): before any row is read, the reference included.
     """
+    check_config_sql(spark, cfg.preprocessing or (), cfg.rules, cfg.source)
+    check_config_sql(spark, model.pipeline or (), (), f"model {model.uri} lakescore/pipeline.json", steps_key="steps")
     steps = choose_pipeline(cfg, model)
     plan = Plan(
         steps,

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.config import ConfigError, JobConfig
+from jobs.run.ledger import latest_rows
 from jobs.tables import read_table, table_exists
 from transforms.scoring import LINEAGE
 
@@ -42,14 +43,16 @@ class Original:
 
 def find_run(runs_path: str, run_id: str) -> Original:
     """The ledger row of ``run_id`` (read with delta-rs: the ledger is small metadata)."""
-    from deltalake import DeltaTable
-
     if not table_exists(runs_path):
         raise ReplayError(f"runs ledger {runs_path} does not exist: nothing to replay")
-    rows = DeltaTable(runs_path).to_pyarrow_dataset().to_table(filter=_eq("run_id", run_id)).to_pylist()
-    if not rows:
+    row = latest_rows(runs_path, [run_id]).get(run_id)
+    if row is None:
         raise ReplayError(f"run {run_id} is not in the runs ledger {runs_path}")
-    row = rows[0]
+    if row["status"] == "running":
+        raise ReplayError(
+            f"run {run_id} never finished (its ledger row says running: killed, or still going); "
+            f"rescore its partitions {list(row['partitions'])} with --partition instead"
+        )
     if row["status"] != "succeeded":
         raise ReplayError(f"run {run_id} ended {row['status']}: only a run that published scores can be replayed and compared")
     return Original(
@@ -61,12 +64,6 @@ def find_run(runs_path: str, run_id: str) -> Original:
         row["config_hash"],
         row["scored_version"],
     )
-
-
-def _eq(column: str, value: str):
-    import pyarrow.dataset as ds
-
-    return ds.field(column) == value
 
 
 def replay_config(cfg: JobConfig, original: Original, scratch: str) -> JobConfig:

@@ -24,8 +24,9 @@ from jobs.tables import native
 from jobs.tables.embedded.commit import CommitPolicy, expired_end_markers
 from jobs.tables.embedded.errors import ConcurrentWriteError, SchemaMismatchError, TableWriteError, UnsupportedFeatureError
 from jobs.tables.embedded.schema import refuse_schema_mismatch
-from jobs.tables.embedded.snapshot import check_readable, open_table, partition_string, spark_schema
+from jobs.tables.embedded.snapshot import check_readable, is_delta_table, open_table, partition_string, spark_schema
 from jobs.tables.embedded.source import FORMAT, DeltaDataSource
+from jobs.tables.embedded.storage import StorageCredentialsError
 from jobs.tables.reading import (
     FilterTuple,
     check_filter_types,
@@ -41,9 +42,11 @@ __all__ = [
     "CommitPolicy",
     "ConcurrentWriteError",
     "SchemaMismatchError",
+    "StorageCredentialsError",
     "TableWriteError",
     "UnsupportedFeatureError",
     "WriteResult",
+    "app_transaction_version",
     "commit_metadata",
     "committed_version",
     "partition_predicate",
@@ -111,9 +114,7 @@ def table_exists(path: str, engine: str = "embedded") -> bool:
     session), elsewhere of delta-rs, which needs no session."""
     if engine == "native":
         return native.exists(_session(), path)
-    from deltalake import DeltaTable
-
-    return DeltaTable.is_deltatable(path)
+    return is_delta_table(path)
 
 
 def table_schema(path: str, version: int | None = None, engine: str = "embedded") -> StructType:
@@ -132,9 +133,7 @@ def table_version(path: str, engine: str = "embedded") -> int | None:
         return None
     if engine == "native":
         return native.version(_session(), path)
-    from deltalake import DeltaTable
-
-    return DeltaTable(path).version()
+    return open_table(path).version()
 
 
 def read_table(
@@ -169,16 +168,22 @@ def read_table(
         raise ValueError("read_table: give a version or a timestamp, not both")
     check_filters(filters)
     if engine != "native":
-        return read_embedded(
-            spark,
-            path,
-            partitions=partitions,
-            version=version,
-            timestamp=timestamp,
-            filters=filters,
-            reader=embedded_reader,
-            batch_size=batch_size,
-        )
+        try:
+            return read_embedded(
+                spark,
+                path,
+                partitions=partitions,
+                version=version,
+                timestamp=timestamp,
+                filters=filters,
+                reader=embedded_reader,
+                batch_size=batch_size,
+            )
+        except Exception as err:  # the data source plans in a Python worker: Spark wraps its errors
+            lifted = _lakescore_error(err)
+            if lifted is err:
+                raise
+            raise lifted from err
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", str(version))
@@ -192,20 +197,30 @@ def read_table(
 
 
 def _replace_where_sql(specs: Sequence[PartitionSpec]) -> str:
-    """delta-spark only takes replaceWhere as SQL; values are typed and quoted, never raw input."""
+    """delta-spark only takes replaceWhere as SQL; values are typed and quoted, never raw input.
+    A None is the null partition: ``IS NULL`` (``= NULL`` would replace nothing and refuse the rows)."""
 
     def literal(v: Any) -> str:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return repr(v)
         return "'" + str(partition_string(v)).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    return " OR ".join("(" + " AND ".join(f"`{c}` = {literal(v)}" for c, v in s.items()) + ")" for s in specs)
+    def equals(column: str, v: Any) -> str:
+        name = "`" + column.replace("`", "``") + "`"
+        return f"{name} IS NULL" if v is None else f"{name} = {literal(v)}"
+
+    return " OR ".join("(" + " AND ".join(equals(c, v) for c, v in s.items()) + ")" for s in specs)
 
 
 @dataclass(frozen=True)
 class WriteResult:
+    """Where a write went. ``committed`` is False when its app transaction had already been
+    committed at this version or later (by this write's earlier attempt or by another writer),
+    so nothing of this write is in the table; ``version`` is then the table's latest."""
+
     path: str
     version: int | None
+    committed: bool = True
 
 
 def write_table(
@@ -303,26 +318,41 @@ def write_table(
             writer.save()
         except Exception as err:
             raise _lakescore_error(err) from err
-    version = committed_version(path, token, engine=engine)
-    log.info("wrote %s (%s) -> version %s", path, mode, version)
-    return WriteResult(path, version)
+    version, committed = committed_version(path, token, engine=engine)
+    skipped = "" if committed else f" (nothing written: app transaction {app_transaction} was already committed)"
+    log.info("wrote %s (%s) -> version %s%s", path, mode, version, skipped)
+    return WriteResult(path, version, committed)
 
 
-def committed_version(path: str, token: str, search: int = 20, engine: str = "embedded") -> int | None:
-    """The version whose commit carries this write token; the latest version when none of the
-    last ``search`` commits does (an app transaction that had already committed wrote nothing)."""
+def committed_version(path: str, token: str, search: int = 20, engine: str = "embedded") -> tuple[int | None, bool]:
+    """The version whose commit carries this write token and True; the latest version and False
+    when none of the last ``search`` commits does (an app transaction that had already committed
+    wrote nothing)."""
     if engine == "native":
         # delta-spark stores the commit metadata as userMetadata JSON
         entries = native.history(_session(), path, search)
         found = next((e["version"] for e in entries if commit_metadata(e).get(WRITE_TOKEN) == token), None)
-        return int(found) if found is not None else (int(entries[0]["version"]) if entries else None)
+        if found is not None:
+            return int(found), True
+        return (int(entries[0]["version"]) if entries else None), False
     from deltalake import DeltaTable
 
     table = DeltaTable(path)
     for entry in table.history(search):
         if commit_metadata(entry).get(WRITE_TOKEN) == token:
-            return int(entry["version"])
-    return table.version()
+            return int(entry["version"]), True
+    return table.version(), False
+
+
+def app_transaction_version(path: str, app_id: str) -> int | None:
+    """The highest version the table has committed for app transaction ``app_id`` (None: never,
+    or no table). Read from the log by delta-rs whichever engine wrote it: LakeScore's own tables
+    use no feature delta-rs cannot read."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(path):
+        return None
+    return DeltaTable(path).transaction_version(app_id)
 
 
 def commit_metadata(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -341,12 +371,15 @@ def commit_metadata(entry: Mapping[str, Any]) -> dict[str, Any]:
 def _lakescore_error(err: Exception) -> Exception:
     """The LakeScore error a Python data source raised inside Spark, as its own class again.
 
-    Spark re-raises errors from the writer's planning and commit as its own exceptions whose text
-    holds the Python traceback; callers (and the job's exit codes) want ConcurrentWriteError or
-    SchemaMismatchError, so the last ``<module>.<Class>: message`` line of ours is lifted out.
+    Spark re-raises errors from the data source's planning and commit as its own exceptions whose
+    text holds the Python traceback; callers (and the job's exit codes) want ConcurrentWriteError,
+    SchemaMismatchError or StorageCredentialsError, so the last ``<module>.<Class>: message`` line
+    of ours is lifted out. Ours raised in this process are returned as they are.
     """
+    if isinstance(err, (TableWriteError, StorageCredentialsError)):
+        return err
     text = str(err)
-    for cls in (ConcurrentWriteError, SchemaMismatchError, TableWriteError):
+    for cls in (ConcurrentWriteError, SchemaMismatchError, TableWriteError, StorageCredentialsError):
         marker = f"{cls.__module__}.{cls.__name__}: "
         at = text.rfind(marker)
         if at < 0:

@@ -2,7 +2,9 @@
 
 ``python -m jobs.tools.sql --conf conf/jobs/churn.yaml "select model_version, count(*) from scored group by 1"``
 
-The four tables are views named ``scored``, ``quarantine``, ``stats`` and ``runs`` (plus ``input``).
+The tables are views named ``scored``, ``quarantine``, ``held``, ``stats`` and ``runs`` (plus
+``input``); ``runs`` has one row per run (its final row, or ``running`` when it never ended),
+``runs_log`` every row the ledger holds.
 delta-rs resolves each table's current snapshot (the files the Delta log says are live, which a
 plain Parquet glob would get wrong after an overwrite) and DuckDB runs the query over them.
 """
@@ -30,11 +32,19 @@ def connect(cfg: JobConfig, version: dict[str, int] | None = None):
         "stats": cfg.output.stats,
         "runs": cfg.output.runs,
     }
+    if cfg.output.held:
+        tables["held"] = cfg.output.held
     for name, path in tables.items():
         if table_exists(path):
             at = (version or {}).get(name)
             dataset = (DeltaTable(path, version=at) if at is not None else DeltaTable(path)).to_pyarrow_dataset()
-            con.register(name, dataset)
+            con.register("runs_log" if name == "runs" else name, dataset)
+    if table_exists(cfg.output.runs):
+        # a run appends a `running` row when it starts and its final row when it ends: one per run
+        con.sql(
+            "create view runs as select * from runs_log qualify row_number() over "
+            "(partition by run_id order by (status = 'running'), finished_at desc) = 1"
+        )
     return con
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from jobs.logs import StderrHandler
+from jobs.redact import RedactingFilter
 from jobs.tables.embedded.commit import CONFLICT_MODES, ENDED_DIR, CommitPolicy, WriteTransaction, expired_end_markers
 from jobs.tables.embedded.errors import ConcurrentWriteError, SchemaMismatchError, TableWriteError, UnsupportedFeatureError
 from jobs.tables.embedded.pruning import FileSlice, classify_filters, plan_files
@@ -60,11 +61,13 @@ __all__ = [
     "spark_schema",
 ]
 
+
 log = logging.getLogger("lakescore.delta")
 if not logging.getLogger("lakescore").handlers:
     # Planning and commit run in Python workers the JVM starts, where nobody configured logging.
     _handler = StderrHandler()
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _handler.addFilter(RedactingFilter())  # a table URI may carry credentials
     logging.getLogger("lakescore").addHandler(_handler)
     logging.getLogger("lakescore").setLevel(logging.INFO)
 

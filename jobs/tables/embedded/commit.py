@@ -361,7 +361,7 @@ class WriteTransaction:
         if self.replace is None:
             return None
         if len(self.replace) == 1:
-            return [(c, "=", v) for c, v in self.replace[0].items()]
+            return [(c, "=", _filter_value(v)) for c, v in self.replace[0].items()]
         columns = {c for spec in self.replace for c in spec}
         if len(columns) != 1 or any(len(spec) != 1 for spec in self.replace):
             raise ValueError(
@@ -369,6 +369,12 @@ class WriteTransaction:
                 "supported; write one partition per transaction"
             )
         (column,) = columns
+        if any(spec[column] is None for spec in self.replace):
+            # delta-rs's IN never matches the null partition: its old files would stay beside the new
+            raise ValueError(
+                f"Delta write to {self.path}: replacing the null partition together with others at once is not "
+                "supported; write one partition per transaction"
+            )
         return [(column, "in", [spec[column] for spec in self.replace])]
 
     def _check_replace(self, adds: list[dict[str, Any]]) -> None:
@@ -382,6 +388,12 @@ class WriteTransaction:
                 raise ValueError(
                     f"Delta write to {self.path}: data for partition {pv} is outside the partitions being replaced {self.replace}"
                 )
+
+
+def _filter_value(value: str | None) -> str:
+    """A partition value as delta-rs's partition filters take it: the null partition is ``""``, as
+    in the log's partitionValues (None cannot be encoded, and the Hive name fails to parse)."""
+    return "" if value is None else value
 
 
 def _after(version: int | None) -> int:

@@ -11,7 +11,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from pyspark.sql.datasource import DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
+from jobs.faults import reach
 from jobs.tables import embedded
 from jobs.tables.embedded.commit import CommitPolicy, WriteTransaction, end_marker
 from jobs.tables.embedded.errors import TableWriteError
@@ -198,7 +199,7 @@ class DeltaWriter(DataSourceArrowWriter):
         return WrittenFiles(adds)
 
     def _open(self, values: tuple[tuple[str, Any], ...], schema: pa.Schema) -> _OpenFile:
-        directory = "/".join(f"{escape_path_name(c)}={escape_path_name(_hive_value(v))}" for c, v in values)
+        directory = partition_directory(values)
         name = f"part-{self.write_id}-{uuid.uuid4().hex}.snappy.parquet"
         relative = f"{directory}/{name}" if directory else name
         full = f"{self.path.rstrip('/')}/{relative}"  # as it is on storage; the log's URI form is delta-rs's to make
@@ -213,6 +214,7 @@ class DeltaWriter(DataSourceArrowWriter):
     def _close(self, current: _OpenFile) -> dict[str, Any]:
         current.flush()
         current.writer.close()
+        reach("data_file_written", self.path)
         return {
             "path": current.relative,
             "size": os.path.getsize(current.full) if "://" not in current.full else remote_size(current.full),
@@ -250,6 +252,11 @@ class DeltaWriter(DataSourceArrowWriter):
 # as %XX; the rest, spaces and non-ASCII included, stays as it is. The same layout as delta-spark's,
 # and one Spark's partition discovery reads back exactly (see jobs.tables.reading).
 _PATH_ESCAPED = frozenset(map(chr, range(1, 0x20))) | frozenset("\"#%'*/:=?\\\x7f{[]^")
+
+
+def partition_directory(values: Sequence[tuple[str, Any]]) -> str:
+    """The Hive-style directory of one partition (``ds=2024-06-01``), relative to the table root."""
+    return "/".join(f"{escape_path_name(c)}={escape_path_name(_hive_value(v))}" for c, v in values)
 
 
 def escape_path_name(text: str) -> str:
