@@ -134,3 +134,19 @@ def test_a_partition_the_input_does_not_have_is_a_usage_error_in_both_modes(demo
     _, conf, _ = demo
     assert main(["--conf", conf, "--partition", label]) == 2
     assert main(["--conf", conf, "--partition", label, "--dry-run"]) == 2
+
+
+def test_a_model_whose_logged_pipeline_went_missing_is_refused(model_dir, tmp_path):
+    """The trainer's MLmodel metadata lists lakescore/pipeline.json: without the file the model would
+    be scored with no preprocessing, silently wrong."""
+    import shutil
+
+    from jobs.config import ModelConfig
+    from jobs.model.resolve import ModelError, release_model, resolve_model
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    release_model(resolve_model(ModelConfig(uri=str(copy), allow_local=True)))  # whole: it resolves
+    (copy / "lakescore" / "pipeline.json").unlink()
+    with pytest.raises(ModelError, match="logged with lakescore/pipeline.json .* but the file is missing"):
+        resolve_model(ModelConfig(uri=str(copy), allow_local=True))

@@ -147,7 +147,7 @@ def train_and_register(
     from sklearn.metrics import roc_auc_score
 
     from jobs.model.resolve import use_tracking
-    from jobs.model.training import log_with_model, profile, reference
+    from jobs.model.training import TRAINER_METADATA, log_with_model, profile, reference
 
     use_tracking(tracking_uri)
     experiment = "lakescore-demo-training"
@@ -181,6 +181,7 @@ def train_and_register(
             artifacts={"pipeline": str(path)},
             signature=infer_signature(example, outputs),
             input_example=example,
+            metadata=TRAINER_METADATA,
         )
         # before registering, so no version of the model is ever without its pipeline and reference
         log_with_model(info.model_id, steps, ref)

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from pyspark.sql import types as T
 
 from jobs.config import ConfigError, ModelConfig, StepConfig, steps_from_spec
+from jobs.model.training import METADATA_KEY
 from jobs.redact import redact
 
 log = logging.getLogger("lakescore.models")
@@ -72,17 +73,25 @@ class ResolvedModel:
     workdir: str | None = None
 
 
-def _artifacts(local: str, uri: str) -> tuple[tuple[StepConfig, ...] | None, dict[str, Any] | None]:
+def _artifacts(local: str, uri: str, declared: Sequence[str] = ()) -> tuple[tuple[StepConfig, ...] | None, dict[str, Any] | None]:
     """The pipeline spec and training reference logged with the model, if any.
 
+    ``declared``: the files the model's MLmodel metadata says it carries (``TRAINER_METADATA``).
+
     Raises:
-        ModelError: a file is there but cannot be read as one.
+        ModelError: a file is there but cannot be read as one, or a declared file is missing
+            (scoring without the model's preprocessing would be silently wrong).
     """
     folder = Path(local) / "lakescore"
     out: list[Any] = []
     for name in ("pipeline.json", "reference.json"):
         path = folder / name
         if not path.is_file():
+            if f"lakescore/{name}" in declared:
+                raise ModelError(
+                    f"model {uri} was logged with lakescore/{name} (its MLmodel metadata says so) but the file "
+                    "is missing from its artifacts; refusing to score it without its preprocessing and reference"
+                )
             out.append(None)
             continue
         try:
@@ -283,7 +292,9 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
 def _described(cfg: ModelConfig, local: str, uri: str, pinned: tuple[str, str | None, str | None], workdir: str) -> ResolvedModel:
     """The resolved model, from its downloaded files; ``pinned`` is (name, version, run id)."""
     name, version, run_id = pinned
-    signature = _read_model(local, uri).signature
+    mlmodel = _read_model(local, uri)
+    signature = mlmodel.signature
+    declared = (mlmodel.metadata or {}).get(METADATA_KEY) or ()
     features = cfg.features or tuple(signature.inputs.input_names())
     try:
         inputs = T.StructType(
@@ -296,7 +307,7 @@ def _described(cfg: ModelConfig, local: str, uri: str, pinned: tuple[str, str | 
     except Exception as exc:  # tensor specs have no Spark column type
         raise ModelError(f"model {uri}: an input of its signature has no Spark type: {exc}") from None
     outputs = _outputs(signature, uri)
-    steps, reference = _artifacts(local, uri)
+    steps, reference = _artifacts(local, uri, declared if isinstance(declared, list) else ())
     log.info(
         "model %s resolved to %s (run %s), features=%s outputs=%s, pipeline: %s",
         cfg.uri,

@@ -25,6 +25,11 @@ ARTIFACT_DIR = "lakescore"
 PIPELINE_FILE = "pipeline.json"
 REFERENCE_FILE = "reference.json"
 TOP_CATEGORIES = 100  # beyond these, a categorical's remaining share is reported as one figure
+# What a model LakeScore's trainer logs says of itself (MLmodel metadata: pass it to
+# ``mlflow.pyfunc.log_model(metadata=...)``): the files it carries, so a model whose
+# lakescore/pipeline.json went missing is refused rather than scored without its preprocessing.
+METADATA_KEY = "lakescore_artifacts"
+TRAINER_METADATA = {METADATA_KEY: [f"{ARTIFACT_DIR}/{PIPELINE_FILE}", f"{ARTIFACT_DIR}/{REFERENCE_FILE}"]}
 
 
 def fit_pipeline(df: DataFrame, steps: Sequence[StepConfig]) -> tuple[DataFrame, list[dict[str, Any]]]:
