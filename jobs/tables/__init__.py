@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from jobs.tables import native
-from jobs.tables.embedded.commit import CommitPolicy, expired_end_markers
+from jobs.tables.embedded.commit import CommitPolicy
 from jobs.tables.embedded.errors import ConcurrentWriteError, SchemaMismatchError, TableWriteError, UnsupportedFeatureError
 from jobs.tables.embedded.schema import refuse_schema_mismatch
 from jobs.tables.embedded.snapshot import check_readable, is_delta_table, open_table, partition_string, spark_schema
@@ -36,6 +36,7 @@ from jobs.tables.reading import (
     restrict,
     unpushable,
 )
+from jobs.tables.vacuum import vacuum
 
 __all__ = [
     "WRITE_TOKEN",
@@ -59,9 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("lakescore.tables")
-
-# delta.deletedFileRetentionDuration's default; how long vacuum keeps abort markers by default
-DEFAULT_RETENTION_HOURS = 7 * 24
 
 WRITE_TOKEN = "lakescore.write"  # commit metadata key: one random token per write_table call
 
@@ -388,43 +386,3 @@ def _lakescore_error(err: Exception) -> Exception:
         if at >= 0:
             return cls(text[at + len(marker) :].splitlines()[0].strip())
     return err
-
-
-def vacuum(
-    path: str, *, retention_hours: int | None = None, dry_run: bool = True, allow_short_retention: bool = False
-) -> list[str]:
-    """Delete files under the table that its log no longer needs, or list them (``dry_run``, the default).
-
-    That is files removed from the table more than ``retention_hours`` ago, and files the log never
-    referenced (a killed writer's, a crashed job's) once they are that old: delta-rs's ``full``
-    vacuum, since its default mode only looks at files the log removed. Also the markers ended
-    writes leave under ``_lakescore/ended/`` once they are that old (a week by default).
-
-    Args:
-        retention_hours: keep files younger than this; default the table's
-            ``delta.deletedFileRetentionDuration`` (one week unless set).
-        dry_run: only return what would be deleted.
-        allow_short_retention: required for a retention below the table's setting. A short
-            retention breaks time travel to older versions, and can delete the files of a write
-            that is running right now (they are not in the log until it commits), which would then
-            commit references to missing files: only use it when no writer is running.
-
-    Returns:
-        The deleted (or, with ``dry_run``, deletable) files, relative to the table root.
-    """
-    from deltalake import DeltaTable
-
-    if not table_exists(path):
-        raise FileNotFoundError(f"vacuum: no Delta table at {path}")
-    files = DeltaTable(path).vacuum(
-        retention_hours=retention_hours,
-        dry_run=dry_run,
-        enforce_retention_duration=not allow_short_retention,
-        full=True,
-    )
-    # delta-rs has checked the retention by now; markers only need to outlive a straggling task
-    files += expired_end_markers(
-        path, DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours, delete=not dry_run
-    )
-    log.info("vacuum %s (retention %s h, dry_run=%s): %d file(s)", path, retention_hours, dry_run, len(files))
-    return sorted(files)

@@ -21,8 +21,9 @@ import logging
 
 from jobs.logs import StderrHandler
 from jobs.redact import RedactingFilter
-from jobs.tables.embedded.commit import CONFLICT_MODES, ENDED_DIR, CommitPolicy, WriteTransaction, expired_end_markers
+from jobs.tables.embedded.commit import CONFLICT_MODES, CommitPolicy, WriteTransaction
 from jobs.tables.embedded.errors import ConcurrentWriteError, SchemaMismatchError, TableWriteError, UnsupportedFeatureError
+from jobs.tables.embedded.markers import ENDED_DIR, expired_end_markers
 from jobs.tables.embedded.pruning import FileSlice, classify_filters, plan_files
 from jobs.tables.embedded.reader import DeltaReader
 from jobs.tables.embedded.schema import SchemaDiff, refuse_schema_mismatch, schema_diff

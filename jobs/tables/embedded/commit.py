@@ -7,7 +7,6 @@ file of a failed or duplicate task attempt behind (see docs/DESIGN.md#committing
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -15,6 +14,7 @@ from urllib.parse import unquote
 from pyspark.sql.types import StructType
 
 from jobs.tables.embedded.errors import ConcurrentWriteError, TableWriteError
+from jobs.tables.embedded.markers import end_marker
 from jobs.tables.embedded.schema import has_not_null, refuse_schema_mismatch, target_schema
 from jobs.tables.embedded.snapshot import check_readable, files_by_partition, is_delta_table, open_table, spark_schema
 from jobs.tables.embedded.storage import delete_under, table_filesystem, touch
@@ -47,32 +47,6 @@ class CommitPolicy:
             raise ValueError(f"conflict must be one of {CONFLICT_MODES}, got {self.conflict!r}")
         if not 0 <= self.max_retries <= 100:
             raise ValueError(f"max_retries must be between 0 and 100, got {self.max_retries}")
-
-
-# Where a write that has ended (committed or aborted) leaves its marker, for task attempts still
-# running (see WriteTransaction.abort); readers skip "_" directories, vacuum removes old markers.
-ENDED_DIR = "_lakescore/ended"
-
-
-def end_marker(path: str, write_id: str) -> str:
-    """Where the write ``write_id`` leaves its marker once it has ended (see docs/DESIGN.md#abort-end-markers-and-sweeps)."""
-    return f"{path.rstrip('/')}/{ENDED_DIR}/{write_id}"
-
-
-def expired_end_markers(path: str, older_than_hours: float, delete: bool) -> list[str]:
-    """The markers ended writes left (see WriteTransaction.abort) older than this, relative to the
-    table root; deleted unless ``delete`` is false. delta-rs's vacuum skips ``_`` directories."""
-    import pyarrow.fs as pafs
-
-    fs, root = table_filesystem(path)
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{ENDED_DIR}", allow_not_found=True))
-    cutoff = time.time() - older_than_hours * 3600
-    expired = sorted(
-        f"{ENDED_DIR}/{i.base_name}" for i in infos if i.is_file and i.mtime is not None and i.mtime.timestamp() < cutoff
-    )
-    if delete:
-        delete_under(path, set(expired))
-    return expired
 
 
 @dataclass(kw_only=True)
