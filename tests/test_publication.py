@@ -148,5 +148,5 @@ def test_a_model_whose_logged_pipeline_went_missing_is_refused(model_dir, tmp_pa
     shutil.copytree(model_dir, copy)
     release_model(resolve_model(ModelConfig(uri=str(copy), allow_local=True)))  # whole: it resolves
     (copy / "lakescore" / "pipeline.json").unlink()
-    with pytest.raises(ModelError, match="logged with lakescore/pipeline.json .* but the file is missing"):
+    with pytest.raises(ModelError, match=r"logged with lakescore/pipeline\.json .* but the file is missing"):
         resolve_model(ModelConfig(uri=str(copy), allow_local=True))
