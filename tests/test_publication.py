@@ -96,18 +96,18 @@ def test_input_columns_the_contract_does_not_name_reach_the_quarantine_as_new_co
     assert len(quarantine) == expected_quarantine(source).sum()
 
 
+def _replace_first_day(tmp_path, day) -> None:
+    """Rewrite the input's ds=2024-06-01 with ``day`` (pandas), as an upstream job would."""
+    table = pa.Table.from_pandas(day, preserve_index=False)
+    write_deltalake(str(tmp_path / "customers"), table, mode="overwrite", partition_by=["ds"], predicate="ds = '2024-06-01'")
+
+
 def test_pass_through_columns_hold_the_input_value_not_the_preprocessed_one(demo):
     tmp_path, conf, source = demo
     day = source[source["ds"] == D1].copy()
     good = day[~expected_quarantine(day)].index[0]
     day.loc[good, "region"] = "mars"  # a region the model never saw: its pipeline maps it to another
-    write_deltalake(
-        str(tmp_path / "customers"),
-        pa.Table.from_pandas(day, preserve_index=False),
-        mode="overwrite",
-        partition_by=["ds"],
-        predicate="ds = '2024-06-01'",
-    )
+    _replace_first_day(tmp_path, day)
     assert main(["--conf", conf, "--partition", "ds=2024-06-01"]) == 0
     scored = delta(tmp_path / "scored", ds=D1)
     assert scored.loc[scored["customer_id"] == day.loc[good, "customer_id"], "region"].tolist() == ["mars"]
@@ -117,13 +117,7 @@ def test_large_drift_is_a_warning_even_without_a_gate(demo):
     tmp_path, conf, source = demo
     day = source[source["ds"] == D1].copy()
     day["tenure_months"] = 1100  # inside the rules, far outside anything the model was trained on
-    write_deltalake(
-        str(tmp_path / "customers"),
-        pa.Table.from_pandas(day, preserve_index=False),
-        mode="overwrite",
-        partition_by=["ds"],
-        predicate="ds = '2024-06-01'",
-    )
+    _replace_first_day(tmp_path, day)
     with contextlib.redirect_stderr(io.StringIO()) as err:  # the job's log follows sys.stderr
         assert main(["--conf", conf, "--set", "gate.mode=warn", "--partition", "ds=2024-06-01"]) == 0
     assert "tenure_months drifted far from the training reference" in err.getvalue()
