@@ -93,10 +93,11 @@ def replace_partition(
     )
 
 
-def _taken(path: str, label: str, claim: Claim) -> ConcurrentWriteError:
+def _taken(path: str, label: str, claim: Claim, cause: BaseException | None = None) -> ConcurrentWriteError:
+    how = f" ({cause})" if cause is not None else ""
     return ConcurrentWriteError(
         f"partition {label}: another run published it in {path} meanwhile (publication {claim.number} or later "
-        "was committed after this run claimed it); this run published nothing of it"
+        f"was committed after this run claimed it); this run published nothing of it{how}"
     )
 
 
@@ -114,7 +115,12 @@ def publish(ctx: RunContext, spec: Mapping[str, Any], claim: Claim, quarantined:
     )
     partition_by = cfg.input.partition_by
     # input columns the contract does not name reach the quarantine table as new nullable columns
-    q = replace_partition(quarantined, cfg.output.quarantine, ctx.engine, partition_by, spec, txn, metadata, merge_schema=True)
+    try:
+        q = replace_partition(
+            quarantined, cfg.output.quarantine, ctx.engine, partition_by, spec, txn, metadata, merge_schema=True
+        )
+    except ConcurrentWriteError as err:  # delta-spark: the same app transaction committed meanwhile
+        raise _taken(cfg.output.quarantine, label, claim, err) from err
     if not q.committed:
         raise _taken(cfg.output.quarantine, label, claim)
     reach("quarantine_committed")

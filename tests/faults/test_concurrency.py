@@ -37,7 +37,8 @@ def test_two_runs_that_claimed_the_same_partition_at_once_one_wins_whole(job, tm
     codes = [p.wait(timeout=300) for p in runs]
     assert sorted(codes) == [0, 1], [output(p)[-2000:] for p in runs]
     loser = runs[codes.index(1)]
-    assert "ConcurrentWriteError" in output(loser) and "published nothing" in output(loser)
+    said = output(loser)
+    assert "ConcurrentWriteError" in said and "published nothing" in said, said[-4000:]
     state = check_partition(root, D1)
     final = ledger(root / "runs")
     winner = final[final["exit_code"] == 0]["run_id"].iloc[-1]
