@@ -293,6 +293,10 @@ HASHED = {
     "spark.conf": ((("spark.sql.shuffle.partitions", "1"),), False),
     "model.allow_local": (True, False),
     "model.registry_timeout_seconds": (1.0, False),
+    "model.challengers": (("models:/churn@challenger",), False),
+    "output.shadow": ("/u/shadow", False),
+    "output.model_events": ("/u/events", False),
+    "promotion.min_partitions": (5, False),
 }
 
 

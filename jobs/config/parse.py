@@ -35,6 +35,7 @@ from jobs.config.sections import (
     JobConfig,
     ModelConfig,
     OutputConfig,
+    PromotionConfig,
     ScoringConfig,
     SparkConfig,
     StatsConfig,
@@ -76,10 +77,14 @@ MAX_REGISTRY_TIMEOUT = 3600.0  # seconds: a registry that takes longer is down
 def _model(raw: Any, where: Where) -> ModelConfig:
     """The model reference. A local directory (``/path``, ``file:/path``) is refused unless
     ``allow_local: true``: its code runs in every worker, unreviewed by any registry."""
-    r = mapping_of(raw, where, {"uri", "tracking_uri", "features", "allow_local", "registry_timeout_seconds"})
-    uri = string(required(r, "uri", where), where / "uri")
-    if not _MODEL_URI.match(uri):
-        raise (where / "uri").error(f"{uri!r} is not models:/name@alias, models:/name/version, runs:/id/path or a path")
+    r = mapping_of(raw, where, {"uri", "tracking_uri", "features", "allow_local", "registry_timeout_seconds", "challengers"})
+    uri = _model_uri(required(r, "uri", where), where / "uri")
+    challengers_raw = r.get("challengers") or []
+    if not isinstance(challengers_raw, list):
+        raise (where / "challengers").error("expected a list of model references")
+    challengers = tuple(_model_uri(c, where / "challengers" / i) for i, c in enumerate(challengers_raw))
+    if uri in challengers or len(set(challengers)) != len(challengers):
+        raise (where / "challengers").error("each challenger must be a reference of its own, not the champion's or another's")
     timeout = number(r.get("registry_timeout_seconds", 30), where / "registry_timeout_seconds")
     if not 0 < timeout <= MAX_REGISTRY_TIMEOUT:
         raise (where / "registry_timeout_seconds").error(f"expected seconds in (0, {MAX_REGISTRY_TIMEOUT:g}], got {timeout:g}")
@@ -90,13 +95,30 @@ def _model(raw: Any, where: Where) -> ModelConfig:
         identifiers(r.get("features"), where / "features"),
         allow_local=boolean(r.get("allow_local", False), where / "allow_local"),
         registry_timeout_seconds=timeout,
+        challengers=challengers,
     )
-    if model.local and not model.allow_local:
-        raise (where / "uri").error(
-            f"{uri!r} is a local directory, whose code would run in every worker: only models:/ and runs:/ "
-            "are loaded unless model.allow_local: true"
-        )
+    for i, ref in enumerate((model.uri, *model.challengers)):
+        if ref.startswith(("/", "file:")) and not model.allow_local:
+            w = where / "uri" if i == 0 else where / "challengers" / (i - 1)
+            raise w.error(
+                f"{ref!r} is a local directory, whose code would run in every worker: only models:/ and runs:/ "
+                "are loaded unless model.allow_local: true"
+            )
     return model
+
+
+def _model_uri(raw: Any, where: Where) -> str:
+    uri = string(raw, where)
+    if not _MODEL_URI.match(uri):
+        raise where.error(f"{uri!r} is not models:/name@alias, models:/name/version, runs:/id/path or a path")
+    return uri
+
+
+def _promotion(raw: Any, where: Where) -> PromotionConfig:
+    p = mapping_of(raw, where, {"min_partitions"})
+    return PromotionConfig(
+        bounded_int(p.get("min_partitions", 3), where / "min_partitions", 0, 100_000, "an integer in [0, 100000]")
+    )
 
 
 def _drift(raw: Any, where: Where) -> DriftConfig:
@@ -148,6 +170,7 @@ def parse_config(raw: Any, source: str) -> JobConfig:
             "gate",
             "stats",
             "drift",
+            "promotion",
         },
     )
     engine = raw.get("engine", "auto")
@@ -161,7 +184,11 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         raise (w / "partition_by").error("the input must be partitioned (e.g. [ds]); LakeScore scores partitions")
 
     w = root / "output"
-    r = mapping_of(required(raw, "output", root), w, {"scored", "quarantine", "stats", "runs", "passthrough", "reports", "held"})
+    r = mapping_of(
+        required(raw, "output", root),
+        w,
+        {"scored", "quarantine", "stats", "runs", "passthrough", "reports", "held", "shadow", "model_events"},
+    )
     stats_path = table_path(required(r, "stats", w), w / "stats")
     scored, quarantine, stats, runs = (table_path(required(r, k, w), w / k) for k in ("scored", "quarantine", "stats", "runs"))
     out = OutputConfig(
@@ -175,10 +202,17 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         if r.get("reports") is not None
         else f"{stats_path.rsplit('/', 1)[0]}/reports",
         held=table_path(r["held"], w / "held") if r.get("held") is not None else f"{quarantine.rstrip('/')}_held",
+        shadow=table_path(r["shadow"], w / "shadow") if r.get("shadow") is not None else f"{scored.rstrip('/')}_shadow",
+        model_events=table_path(r["model_events"], w / "model_events")
+        if r.get("model_events") is not None
+        else f"{runs.rstrip('/')}_model_events",
     )
-    paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs, out.held]
+    paths = [inp.path, out.scored, out.quarantine, out.stats, out.runs, out.held, out.shadow, out.model_events]
     if len(set(paths)) != len(paths):
-        raise w.error("the input and the five output tables (scored, quarantine, held, stats, runs) must all be different paths")
+        raise w.error(
+            "the input and the seven output tables (scored, quarantine, held, shadow, stats, runs, model_events) "
+            "must all be different paths"
+        )
 
     model = _model(required(raw, "model", root), root / "model")
 
@@ -235,4 +269,5 @@ def parse_config(raw: Any, source: str) -> JobConfig:
             )
         ),
         drift=_drift(raw.get("drift"), root / "drift"),
+        promotion=_promotion(raw.get("promotion"), root / "promotion"),
     )

@@ -50,6 +50,10 @@ class OutputConfig:
     # a gate-failed partition's quarantined rows, kept for the operator off the published table;
     # parse_config fills in <quarantine>_held
     held: str | None = None
+    # the challengers' scores, replaced per partition like the scored table; parse_config fills in <scored>_shadow
+    shadow: str | None = None
+    # every move of the champion alias (lakescore-promote); parse_config fills in <runs>_model_events
+    model_events: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class ModelConfig:
     # a local directory's model runs its code in every worker: only when the config says so
     allow_local: bool = False
     registry_timeout_seconds: float = 30.0  # per registry request; retries fit in it too (jobs.model.resolve)
+    # references scored beside the champion on the same rows, into output.shadow (jobs.run.challengers)
+    challengers: tuple[str, ...] = ()
 
     @property
     def local(self) -> bool:
@@ -124,6 +130,13 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class PromotionConfig:
+    """What ``lakescore-promote`` asks of a challenger before it moves the champion alias to it."""
+
+    min_partitions: int = 3  # partitions the challenger was shadow-scored on (``--force`` skips the check)
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     master: str | None = None
     app_name: str = "lakescore"
@@ -148,6 +161,7 @@ class JobConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
     @property
     def config_hash(self) -> str:
@@ -174,7 +188,9 @@ class JobConfig:
         ``output`` path and the report folder (moving an output does not change a score),
         ``scoring.batch_size`` (rows per Arrow batch), ``spark`` (session settings),
         ``model.allow_local`` and ``model.registry_timeout_seconds`` (how the model is reached,
-        not which one). An unset ``tracking_uri`` hashes as unset: the environment's
+        not which one), ``model.challengers`` and ``promotion`` (the challengers are shadow-scored
+        beside the champion: they change neither the published partition nor whether it is
+        published, so adding one does not make a resumable run rescore what it has done). An unset ``tracking_uri`` hashes as unset: the environment's
         ``MLFLOW_TRACKING_URI`` is not seen. tests/test_config.py fails on a config field
         classified neither way.
         """
