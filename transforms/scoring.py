@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -140,51 +141,124 @@ def outputs_to_arrow(frame: pd.DataFrame, outputs: T.StructType) -> list[pa.Arra
     return arrays
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a scoring stage: where it loads from, what it takes and what it says.
+
+    Attributes:
+        location: a local model directory, or the name it was shipped under with ``addArchive``.
+        features: the model's input columns, passed as one named frame so the model sees names.
+        outputs: the model's output columns and types (from its signature).
+        feature_columns: where each feature is in the frame (default: under its own name).
+        output_columns: the frame's names for the outputs (default: their own names).
+        error_column: set for a model whose failure must not fail the stage (a challenger): a
+            batch it cannot load or score gets null outputs and the reason in this column; unset,
+            any failure fails the task.
+    """
+
+    location: str
+    features: tuple[str, ...]
+    outputs: T.StructType
+    feature_columns: tuple[str, ...] = ()
+    output_columns: tuple[str, ...] = ()
+    error_column: str | None = None
+
+    @property
+    def columns_in(self) -> list[str]:
+        return list(self.feature_columns or self.features)
+
+    @property
+    def columns_out(self) -> list[str]:
+        return list(self.output_columns or self.outputs.fieldNames())
+
+    def result_fields(self) -> list[T.StructField]:
+        fields = [T.StructField(name, f.dataType, True) for name, f in zip(self.columns_out, self.outputs.fields, strict=True)]
+        return fields + ([T.StructField(self.error_column, T.StringType(), True)] if self.error_column else [])
+
+
+def _model_arrays(spec: ModelSpec, features: pd.DataFrame, rows: int, failed: dict[str, str]) -> list[pa.Array]:
+    """The arrays ``spec`` adds to a batch: its outputs (and, when isolated, its error column)."""
+    names = spec.outputs.fieldNames()
+    if spec.error_column is None:
+        return outputs_to_arrow(_scored_frame(spec, features, rows, names), spec.outputs)
+    try:
+        if spec.location in failed:  # this task already failed to load it: do not load again per batch
+            raise model_cache.ModelLoadError(failed[spec.location])
+        arrays = outputs_to_arrow(_scored_frame(spec, features, rows, names), spec.outputs)
+        return [*arrays, pa.nulls(rows, pa.string())]
+    except Exception as err:
+        said = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        if isinstance(err, model_cache.ModelLoadError):
+            failed[spec.location] = str(err)
+        nulls = [pa.nulls(rows, to_arrow_type(f.dataType)) for f in spec.outputs.fields]
+        return [*nulls, pa.array([said[:1000]] * rows, pa.string())]
+
+
+def _scored_frame(spec: ModelSpec, features: pd.DataFrame, rows: int, names: Sequence[str]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
+    model = model_cache.get(spec.location)
+    frame = features if list(features.columns) == spec.columns_in else features[spec.columns_in]
+    if spec.columns_in != list(spec.features):
+        frame = frame.set_axis(list(spec.features), axis=1)
+    return _as_frame(_predict(model, frame, spec.location), names, rows)
+
+
+def score_models(models: Sequence[ModelSpec], passthrough: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
+    """Score ``df`` with every model of ``models`` in one ``mapInArrow`` stage.
+
+    Per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows, the job's
+    ``scoring.batch_size``) the feature columns of all the models become one pandas frame, and
+    each model predicts on its columns of it: one JVM-Python round trip per batch, whatever the
+    number of models. Each model comes from the per-process cache, so it loads once per worker.
+
+    Returns:
+        A transform whose output is ``passthrough``, then each model's output columns (and its
+        error column, when it has one), in the order of ``models``.
+    """
+    models, passthrough = list(models), list(passthrough)
+    if not models:
+        raise ValueError("score_models needs at least one model")
+    produced = [c for m in models for c in m.columns_out + ([m.error_column] if m.error_column else [])]
+    clash = sorted(set(produced) & set(passthrough)) or sorted({c for c in produced if produced.count(c) > 1})
+    if clash:
+        raise ValueError(f"model outputs {clash} have the same names as pass-through columns or as another model's outputs")
+    inputs = list(dict.fromkeys(c for m in models for c in m.columns_in))
+
+    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        failed: dict[str, str] = {}  # isolated models this task could not load, and why
+        for batch in batches:
+            rows = batch.num_rows
+            features = features_to_pandas(batch, inputs)
+            arrays = [batch.column(c) for c in passthrough]
+            for spec in models:
+                arrays.extend(_model_arrays(spec, features, rows, failed))
+            yield pa.RecordBatch.from_arrays(arrays, names=passthrough + produced)
+
+    def _(df: DataFrame) -> DataFrame:
+        result_schema = T.StructType([df.schema[c] for c in passthrough] + [f for m in models for f in m.result_fields()])
+        selected = list(dict.fromkeys([*passthrough, *inputs]))
+        return df.select(*[F.col(c) for c in selected]).mapInArrow(predict, result_schema)
+
+    return _
+
+
 def score(
     model_location: str,
     features: Sequence[str],
     outputs: T.StructType,
     passthrough: Sequence[str],
 ) -> Callable[[DataFrame], DataFrame]:
-    """Score ``df`` with the pyfunc model at ``model_location``.
-
-    One ``mapInArrow`` stage: per Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch``
-    rows, the job's ``scoring.batch_size``) the features become one pandas frame for
-    ``model.predict``; the model comes from the per-process cache, so it loads once per worker.
-
-    Args:
-        model_location: a local model directory, or the name it was shipped under with ``addFile``.
-        features: the model's input columns, passed as one named frame so the model sees names.
-        outputs: the model's output columns and types (from its signature).
-        passthrough: columns copied from input to output (keys, partition columns).
+    """Score ``df`` with the pyfunc model at ``model_location`` (:func:`score_models` with one model).
 
     Returns:
         A transform whose output is ``passthrough`` + ``outputs``, in that order.
     """
-    features, passthrough = list(features), list(passthrough)
     names = outputs.fieldNames()
     clash = sorted(set(names) & set(passthrough))
     if clash:
         raise ValueError(f"model outputs {clash} have the same names as pass-through columns")
-
-    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        model = model_cache.get(model_location)
-        for batch in batches:
-            rows = batch.num_rows
-            frame = (
-                _as_frame(_predict(model, features_to_pandas(batch, features), model_location), names, rows)
-                if rows
-                else pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
-            )
-            kept = [batch.column(c) for c in passthrough]
-            yield pa.RecordBatch.from_arrays(kept + outputs_to_arrow(frame, outputs), names=passthrough + names)
-
-    def _(df: DataFrame) -> DataFrame:
-        inputs = list(dict.fromkeys([*passthrough, *features]))
-        result_schema = T.StructType([df.schema[c] for c in passthrough] + list(outputs.fields))
-        return df.select(*[F.col(c) for c in inputs]).mapInArrow(predict, result_schema)
-
-    return _
+    return score_models([ModelSpec(model_location, tuple(features), outputs)], passthrough)
 
 
 # what every scored row says of where it came from
