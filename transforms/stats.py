@@ -8,7 +8,8 @@ Three profiles, each one Spark query over an already-cached frame:
   counts, the rest as ``other_count``, and ``unseen_count`` (not in the training reference);
 * :func:`prediction_profile`: what the model saw and said (scopes ``model_input`` and
   ``prediction``): each feature's counts over its reference bins (for drift) and the prediction
-  distribution, in one aggregation.
+  distribution, and each challenger's against the champion's (:mod:`transforms.comparison`), in
+  one aggregation.
 
 The frames returned are small (a few rows per column and metric); the job collects them.
 """
@@ -23,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from transforms.comparison import challenger_scope, comparison_metrics
 from transforms.numeric import QUANTILES, finite, is_floating
 from transforms.validation import REASONS, is_quarantined
 
@@ -284,40 +286,80 @@ def category_profile(
     return _
 
 
+def output_metrics(
+    df: DataFrame,
+    scope: str,
+    outputs: T.StructType,
+    prediction_bins: Mapping[str, Bins] | None = None,
+    column_of: Mapping[str, str] | None = None,
+) -> list[Metric]:
+    """Per numeric model output, over its finite values: ``min``/``max``/``mean``/``stddev``,
+    ``positive_rate`` for an integral output and, for a floating one, a ``histogram`` (bucket = the bin
+    label) over its bins in ``prediction_bins`` or else ten bins over [0, 1].
+
+    Args:
+        scope: the metrics' scope (``prediction`` for the champion).
+        outputs: the model signature's outputs: their names key the metrics and the bins, their
+            types choose the metrics.
+        column_of: output name -> the frame's column holding it (default: the name itself); an output
+            absent from a given mapping is skipped. The bins stay the output's, so a challenger's
+            histogram is counted in the champion's bins.
+    """
+    prediction_bins = prediction_bins or {}
+    metrics: list[Metric] = []
+    for field in outputs.fields:
+        column = field.name if column_of is None else column_of.get(field.name)
+        if column is None or not isinstance(field.dataType, T.NumericType):
+            continue
+        col = finite(df, column)
+        metrics.extend(_numeric_summary(scope, field.name, col))
+        if isinstance(field.dataType, T.IntegralType):
+            metrics.append(((scope, field.name, "positive_rate", None), F.avg((F.col(column) == 1).cast("double"))))
+        if is_floating(field.dataType):
+            bins = prediction_bins.get(field.name) or fixed_bins(field.name)
+            metrics.extend(
+                ((scope, field.name, "histogram", label), count)
+                for label, count in zip(bins.labels, bins.counts(col), strict=True)
+            )
+    return metrics
+
+
 def prediction_profile(
     outputs: T.StructType,
     group_by: Sequence[str],
     feature_bins: Mapping[str, Bins] | None = None,
     prediction_bins: Mapping[str, Bins] | None = None,
+    challengers: Sequence[tuple[str, Mapping[str, str]]] = (),
+    failures: Mapping[str, str] | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """Scored row count; per numeric model output a summary (the ``mean`` of a 0/1 label is its
     positive rate, also given as ``positive_rate`` for integral outputs) and, for floating outputs,
-    a ``histogram`` over its reference bins (``prediction_bins``) or else ten bins over [0, 1];
-    per feature in ``feature_bins`` (scope ``model_input``, the values after preprocessing) its
-    ``bin_count`` s, ``mean`` and ``count`` of the values binned. One aggregation.
+    a ``histogram`` over its reference bins (``prediction_bins``) or else ten bins over [0, 1]
+    (:func:`output_metrics`); per feature in ``feature_bins`` (scope ``model_input``, the values
+    after preprocessing) its ``bin_count`` s, ``mean`` and ``count`` of the values binned. One
+    aggregation, challengers included.
 
-    Expects a frame holding the model outputs and the binned features.
+    Args:
+        challengers: per challenger ``(tag, column_of)``: a short tag (its index, ``"0"``) and the
+            frame's column of each champion output it has. Adds scope ``challenger#<tag>`` (the
+            challenger's :func:`output_metrics`, in the champion's bins) and ``comparison#<tag>``
+            (:func:`transforms.comparison.comparison_metrics`); κ and PSI are derived once the rows
+            are collected (:func:`transforms.comparison.derive_comparisons`).
+        failures: tag -> the challenger's error column (non-null where it could not score the
+            row): counted as ``rows_failed`` (scope ``challenger#<tag>``, column ``*``).
+
+    Expects a frame holding the model outputs (the challengers' too) and the binned features.
     """
     feature_bins = feature_bins or {}
-    prediction_bins = prediction_bins or {}
+    tags = [tag for tag, _ in challengers]
+    if len(set(tags)) != len(tags):
+        raise ValueError(f"challenger tags must be unique, got {tags}")
 
     def _(df: DataFrame) -> DataFrame:
-        metrics: list[Metric] = [(("rows", "*", "rows_scored", None), F.count(F.lit(1)))]
-        for field in outputs.fields:
-            if not isinstance(field.dataType, T.NumericType):
-                continue
-            col = finite(df, field.name)
-            metrics.extend(_numeric_summary("prediction", field.name, col))
-            if isinstance(field.dataType, T.IntegralType):
-                metrics.append(
-                    (("prediction", field.name, "positive_rate", None), F.avg((F.col(field.name) == 1).cast("double")))
-                )
-            if isinstance(field.dataType, (T.DoubleType, T.FloatType)):
-                bins = prediction_bins.get(field.name) or fixed_bins(field.name)
-                metrics.extend(
-                    (("prediction", field.name, "histogram", label), count)
-                    for label, count in zip(bins.labels, bins.counts(col), strict=True)
-                )
+        metrics: list[Metric] = [
+            (("rows", "*", "rows_scored", None), F.count(F.lit(1))),
+            *output_metrics(df, "prediction", outputs, prediction_bins),
+        ]
         for name, bins in feature_bins.items():
             if name not in df.columns:
                 continue
@@ -329,6 +371,13 @@ def prediction_profile(
             metrics.append((("model_input", name, "count", None), F.count(col)))
             if bins.edges:
                 metrics.append((("model_input", name, "mean", None), F.avg(col)))
+        for tag, column_of in challengers:
+            if failures and tag in failures:
+                metrics.append(
+                    ((challenger_scope(tag), "*", "rows_failed", None), _count_where(F.col(failures[tag]).isNotNull()))
+                )
+            metrics.extend(output_metrics(df, challenger_scope(tag), outputs, prediction_bins, column_of))
+            metrics.extend(comparison_metrics(df, tag, outputs, column_of))
         return _long(df, group_by, metrics)
 
     return _
