@@ -18,6 +18,7 @@ from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
 from jobs.model.resolve import ModelError, RegistryUnavailableError, peek_version
 from jobs.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunResult, run
+from jobs.run.challengers import summary_lines
 from jobs.run.partition_spec import PartitionError
 from jobs.run.selection import Audit, Selection, describe, select
 from jobs.session import spark_session
@@ -61,6 +62,7 @@ def summary(result: RunResult) -> str:
         f"  model             {r.model_name or r.model_uri} version {r.model_version or '-'} ({r.model_uri})",
         f"  input             {r.input_table} @ Delta version {r.input_version}",
         f"  scored table      {r.scored_table} @ Delta version {r.scored_version}",
+        *summary_lines(r.challengers, result.stats_rows),
     ]
     if r.error:
         lines.append(f"  error             {r.error}")

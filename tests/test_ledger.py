@@ -23,7 +23,8 @@ def _record(run_id: str, report: str | None) -> RunRecord:
 def test_a_ledger_without_the_report_column_gains_it_and_keeps_its_rows(spark, tmp_path):
     path = str(tmp_path / "runs")
     old_schema = T.StructType([f for f in LEDGER_SCHEMA.fields if f.name != "report"])
-    old_row = _record("old", None).row()[: len(old_schema.fields)]
+    values = dict(zip(LEDGER_SCHEMA.fieldNames(), _record("old", None).row(), strict=True))
+    old_row = tuple(values[f.name] for f in old_schema.fields)
     write_table(spark.createDataFrame([old_row], old_schema), path, "embedded", mode="append")
 
     append_run(spark, _record("new", "/reports/churn/x.html"), path, "embedded")

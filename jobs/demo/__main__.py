@@ -21,6 +21,18 @@ def _has_pipeline(version) -> bool:
     return any(a.path.endswith("pipeline.json") for a in listed or [])
 
 
+# (alias, training seed, learning rate): the champion, and a challenger trained on another sample
+# of customers with a slower learning rate, which make run shadow-scores beside it
+DEMO_MODELS = (("champion", 7, 0.1), ("challenger", 11, 0.05))
+
+
+def _aliased(client, alias: str):
+    try:
+        return client.get_model_version_by_alias("lakescore_churn", alias)
+    except Exception:  # no such model or alias yet
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lakescore-demo", description=__doc__)
     p.add_argument("--home", default=".lakescore", help="where the demo registry and tables live")
@@ -51,20 +63,20 @@ def main(argv: list[str] | None = None) -> int:
 
     tracking = f"sqlite:///{home / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking)
-    try:
-        existing = MlflowClient(tracking_uri=tracking, registry_uri=tracking).get_model_version_by_alias(
-            "lakescore_churn", "champion"
-        )
-    except Exception:
-        existing = None
-    if existing is not None and not _has_pipeline(existing):
-        log.info("demo model version %s predates lakescore/pipeline.json and reference.json: retraining", existing.version)
-        existing = None
-    if args.force or existing is None:
-        trained = train_and_register(tracking, str(home / "mlartifacts"))
-        log.info("demo model: %s version %s @champion (auc %.3f)", trained.name, trained.version, trained.auc)
-    else:
-        log.info("demo model exists: %s version %s @champion", existing.name, existing.version)
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    retrained = False
+    for alias, seed, rate in DEMO_MODELS:
+        existing = _aliased(client, alias)
+        if existing is not None and not _has_pipeline(existing):
+            log.info("demo model version %s predates lakescore/pipeline.json and reference.json: retraining", existing.version)
+            existing = None
+        # a new champion gets a new challenger: the pair is compared on the same rows
+        if args.force or existing is None or retrained:
+            trained = train_and_register(tracking, str(home / "mlartifacts"), alias=alias, seed=seed, learning_rate=rate)
+            log.info("demo model: %s version %s @%s (auc %.3f)", trained.name, trained.version, alias, trained.auc)
+            retrained = True
+        else:
+            log.info("demo model exists: %s version %s @%s", existing.name, existing.version, alias)
     return 0
 
 

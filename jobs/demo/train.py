@@ -102,7 +102,7 @@ def model_input_frame(rows: int, seed: int) -> pd.DataFrame:
     return x
 
 
-def build_pipeline(max_iter: int = 60):
+def build_pipeline(max_iter: int = 60, learning_rate: float = 0.1):
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
@@ -124,7 +124,12 @@ def build_pipeline(max_iter: int = 60):
             ),
         ]
     )
-    return Pipeline([("prep", prep), ("model", HistGradientBoostingClassifier(max_iter=max_iter, random_state=0))])
+    return Pipeline(
+        [
+            ("prep", prep),
+            ("model", HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=learning_rate, random_state=0)),
+        ]
+    )
 
 
 def train_and_register(
@@ -136,6 +141,7 @@ def train_and_register(
     seed: int = 7,
     max_iter: int = 60,
     steps: tuple[StepConfig, ...] | None = None,
+    learning_rate: float = 0.1,
 ) -> TrainedModel:
     """Fit the model on rows passed through ``steps`` (default: the demo pipeline), log it as a
     pyfunc model with ``lakescore/pipeline.json`` and ``lakescore/reference.json``, register it
@@ -160,7 +166,7 @@ def train_and_register(
     with _spark() as spark:
         x, y, fitted, train = prepared_frame(spark, steps, rows, seed, split)
         ref = reference(train, FEATURES, fitted)
-        pipeline = build_pipeline(max_iter).fit(x[:split], y[:split])
+        pipeline = build_pipeline(max_iter, learning_rate).fit(x[:split], y[:split])
         held_out = pipeline.predict_proba(x[split:])[:, 1]
         # the predictions' reference is what the model says on rows it was not fitted on: what
         # scoring should look like, so the job can measure baseline drift of the scores too
@@ -173,7 +179,7 @@ def train_and_register(
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"train-{name}") as run:
         path = Path(tmp) / "pipeline.joblib"
         joblib.dump(pipeline, path)
-        mlflow.log_params({"rows": rows, "seed": seed, "max_iter": max_iter})
+        mlflow.log_params({"rows": rows, "seed": seed, "max_iter": max_iter, "learning_rate": learning_rate})
         mlflow.log_metric("auc", auc)
         info = mlflow.pyfunc.log_model(
             name="model",

@@ -4,7 +4,7 @@ the model saw and what it said, in three aggregations over the two cached frames
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
@@ -12,6 +12,9 @@ from pyspark.sql import types as T
 from jobs.config import JobConfig
 from jobs.model.resolve import ResolvedModel
 from transforms.stats import Bins, category_profile, input_profile, prediction_profile
+
+if TYPE_CHECKING:  # jobs.run imports this module
+    from jobs.run.challengers import Challenger
 
 
 def profile_partition(
@@ -21,6 +24,7 @@ def profile_partition(
     checked: DataFrame,
     model_view: DataFrame,
     profiled: Sequence[str],
+    challengers: Sequence[Challenger] = (),
 ) -> list[dict[str, Any]]:
     """The partition's statistics rows (the first query to touch ``model_view`` scores it).
 
@@ -29,6 +33,9 @@ def profile_partition(
         checked: the partition's rows after validation, quarantined ones included.
         model_view: the scored rows with the binned features riding along.
         profiled: the features the raw input has (derived ones appear only after preprocessing).
+        challengers: scored beside the champion in ``model_view``: their profiles, their comparison
+            with the champion and their failed rows are counted in the same aggregation (scopes
+            ``challenger#<tag>`` and ``comparison#<tag>``, see ``transforms.comparison``).
     """
     feature_bins, prediction_bins = bins
     group = list(cfg.input.partition_by)
@@ -37,7 +44,18 @@ def profile_partition(
     profile = (
         checked.transform(input_profile(profiled, [r.name for r in cfg.rules], group))
         .unionByName(checked.transform(category_profile(categorical, group, cfg.stats.top_k, known)))
-        .unionByName(model_view.transform(prediction_profile(model.outputs, group, dict(feature_bins), dict(prediction_bins))))
+        .unionByName(
+            model_view.transform(
+                prediction_profile(
+                    model.outputs,
+                    group,
+                    dict(feature_bins),
+                    dict(prediction_bins),
+                    [(ch.tag, ch.output_columns(model.outputs)) for ch in challengers],
+                    {ch.tag: ch.error_column for ch in challengers},
+                )
+            )
+        )
     )
     # The aggregates are a few rows per feature and metric: small enough for the driver.
     return [r.asDict() for r in profile.collect()]

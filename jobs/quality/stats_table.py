@@ -26,6 +26,8 @@ STATS_SCHEMA = T.StructType(
         T.StructField("bucket", T.StringType(), True),
         T.StructField("value", T.DoubleType(), True),
         T.StructField("computed_at", T.TimestampType(), False),
+        # the challenger a row describes (scopes challenger and comparison); null: the champion's row
+        T.StructField("model_version", T.StringType(), True),
     ]
 )
 
@@ -43,6 +45,7 @@ def write_stats(
         mode="append",
         partition_by=[f.name for f in partition_fields],
         commit_metadata={"lakescore.run_id": run_id},
+        merge_schema=True,  # a table from before model_version gains it (null in its older rows)
     )
 
 

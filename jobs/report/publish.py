@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from jobs.config import JobConfig
 from jobs.redact import redact
+from jobs.report.challengers import challenger_section
 from jobs.report.html import render
 from transforms.stats import Bins
 
@@ -118,7 +119,8 @@ def publish_report(
     written. A failure here is logged, not fatal: the scores, stats and ledger row are what the run is for."""
     path = report_path(cfg, record)
     try:
-        text = render(cfg, record, rows, bins[0], bins[1], features)
+        sections = challenger_section([c.row() for c in record.challengers], rows, bins[1])
+        text = render(cfg, record, rows, bins[0], bins[1], features, sections)
         write_report(path, text)
     except Exception:
         log.exception("could not write the run report %s", path)

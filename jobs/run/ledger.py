@@ -44,6 +44,22 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("scored_version", T.LongType(), True),
         T.StructField("timings", T.MapType(T.StringType(), T.DoubleType()), False),
         T.StructField("report", T.StringType(), True),
+        # one per configured challenger: what became of it (scored, or failed and why, and where)
+        T.StructField(
+            "challengers",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("reference", T.StringType(), False),
+                        T.StructField("version", T.StringType(), True),
+                        T.StructField("status", T.StringType(), False),
+                        T.StructField("error", T.StringType(), True),
+                        T.StructField("failed_partitions", T.ArrayType(T.StringType()), False),
+                    ]
+                )
+            ),
+            True,
+        ),
     ]
 )
 
@@ -105,10 +121,11 @@ class RunRecord:
     scored_version: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     report: str | None = None  # the HTML run report's path
+    challengers: list[Any] = field(default_factory=list)  # jobs.run.challengers.ChallengerStatus, one per configured
 
     def row(self) -> tuple:
         """The ledger row; no credential a URI or an error message carries reaches it."""
-        values = {**self.__dict__, "code_version": code_version()}
+        values = {**self.__dict__, "code_version": code_version(), "challengers": [c.row() for c in self.challengers]}
         for name in ("model_uri", "model_resolved_uri", "error", "input_table", "scored_table", "report"):
             if values[name] is not None:
                 values[name] = redact(values[name])

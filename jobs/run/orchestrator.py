@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
 from jobs.config import JobConfig
 from jobs.faults import reach
 from jobs.logs import set_run_id
-from jobs.model.resolve import release_model, resolve_model
+from jobs.model.resolve import ResolvedModel, release_model, resolve_model
 from jobs.model.ship import ship_model
 from jobs.report.publish import publish_report
+from jobs.run.challengers import Challenger, ChallengerStatus, resolve_challengers
 from jobs.run.context import RunContext
 from jobs.run.ledger import RunRecord, append_run
 from jobs.run.outcome import (
@@ -34,7 +36,7 @@ from jobs.run.outcome import (
 )
 from jobs.run.partition import score_partition
 from jobs.run.partition_spec import parse_partition, partition_label, partition_sort_key
-from jobs.run.plan import plan_run
+from jobs.run.plan import Plan, contract_casts, plan_run
 from jobs.run.timing import timed
 from jobs.tables import resolve_engine, table_exists, table_schema, table_version
 from transforms.contract import ContractError
@@ -68,8 +70,41 @@ def _start(
     except BaseException:
         release_model(model)  # the run ends here: its copy of the model goes with it
         raise
-    ctx = RunContext(spark, cfg, engine, record.run_id, version, input_schema, model, location, plan, dt.datetime.now(dt.UTC))
+    challengers, statuses = _challengers(spark, cfg, model, plan, input_schema)
+    record.challengers = list(statuses)
+    ctx = RunContext(
+        spark,
+        cfg,
+        engine,
+        record.run_id,
+        version,
+        input_schema,
+        model,
+        location,
+        plan,
+        dt.datetime.now(dt.UTC),
+        challengers,
+        tuple(statuses),
+    )
     return ctx, specs
+
+
+def _challengers(
+    spark: SparkSession, cfg: JobConfig, model: ResolvedModel, plan: Plan, input_schema: T.StructType
+) -> tuple[tuple[Challenger, ...], list[ChallengerStatus]]:
+    """The configured challengers, resolved; none when the champion's own contract does not hold
+    (the partitions then say why, as without challengers)."""
+    if not cfg.model.challengers:
+        return (), []
+    try:
+        _, _, prepared = contract_casts(cfg, model, plan, spark.createDataFrame([], input_schema))
+    except Exception as exc:
+        statuses = [ChallengerStatus(reference) for reference in cfg.model.challengers]
+        for status in statuses:
+            status.fail(f"not scored: the champion's input contract does not hold: {exc}")
+        return (), statuses
+    with timed({}, "resolve_challengers", f"resolving {len(cfg.model.challengers)} challenger(s)"):
+        return resolve_challengers(spark, cfg, model, plan, input_schema, prepared)
 
 
 def _record(record: RunRecord, outcome: PartitionOutcome) -> None:
@@ -173,7 +208,8 @@ def run(spark: SparkSession, cfg: JobConfig, partitions: Sequence[str], input_ve
     finally:
         _finish(spark, cfg, record, started, result)
         if ctx is not None:
-            release_model(ctx.model)
+            for used in (ctx.model, *[ch.model for ch in ctx.challengers]):
+                release_model(used)
     return result
 
 

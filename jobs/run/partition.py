@@ -17,6 +17,7 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.faults import reach
@@ -24,15 +25,25 @@ from jobs.quality.drift import BASELINE, drift_rows
 from jobs.quality.gate import Check, check_gate
 from jobs.quality.profile import profile_partition
 from jobs.quality.stats_table import previous_partition, write_stats
+from jobs.run.challengers import (
+    Challenger,
+    challenger_columns,
+    judge_challengers,
+    prepare_beside,
+    raw_copies,
+    shadow_rows,
+    versions,
+)
 from jobs.run.context import RunContext
 from jobs.run.outcome import PartitionOutcome, PartitionResult, partition_result
 from jobs.run.partition_spec import partition_label
-from jobs.run.plan import feature_types, required_columns, scored_columns
-from jobs.run.publish import claim, hold_quarantine, publish
+from jobs.run.plan import contract_casts, scored_columns
+from jobs.run.publish import Claim, claim, hold_quarantine, publish, publish_shadow
 from jobs.run.timing import timed
 from jobs.tables import read_table
-from transforms.contract import check_contract, conform
-from transforms.scoring import score, scored_rows
+from transforms.comparison import derive_comparisons, tag_challengers
+from transforms.contract import conform
+from transforms.scoring import ModelSpec, score_models, scored_rows
 from transforms.validation import passing_rows, quarantined_rows, validate
 
 log = logging.getLogger("lakescore.run")
@@ -49,17 +60,10 @@ class CheckedInput:
 
 
 def read_partition(ctx: RunContext, spec: dict[str, Any]) -> CheckedInput:
-    """Read the partition at the run's snapshot and check both contracts.
-
-    Feature types are a contract on what the model receives, so they are checked after
-    preprocessing; Spark analyses the plan here, so a step that cannot run fails before any row is read.
-    """
-    cfg, model = ctx.cfg, ctx.model
+    """Read the partition at the run's snapshot and check both contracts (``contract_casts``)."""
+    cfg = ctx.cfg
     raw = read_table(ctx.spark, cfg.input.path, ctx.engine, [spec], ctx.input_version, cfg.scoring.batch_size)
-    input_casts = check_contract(raw.schema, required_columns(cfg, model, ctx.plan.steps), cfg.input.path)
-    prepared_schema = raw.transform(ctx.plan.prepare(input_casts)).schema
-    wanted = feature_types(model, scored_columns(cfg))
-    feature_casts = check_contract(prepared_schema, wanted, f"{cfg.input.path} (after preprocessing)")
+    input_casts, feature_casts, _ = contract_casts(cfg, ctx.model, ctx.plan, raw)
     return CheckedInput(raw, input_casts, feature_casts)
 
 
@@ -78,16 +82,23 @@ def input_copies(ctx: RunContext) -> dict[str, str]:
 
 def model_view(ctx: RunContext, checked: DataFrame, casts: CheckedInput, binned: Sequence[str]) -> DataFrame:
     """The rows that passed the rules, preprocessed and scored, as the scored table's contract plus
-    ``binned``. Pass-through columns hold the input's values, not what preprocessing made of them."""
+    ``binned`` and the challengers' outputs. Pass-through columns hold the input's values, not what
+    preprocessing made of them."""
     cfg, model = ctx.cfg, ctx.model
     copies = input_copies(ctx)
     passthrough = scored_columns(cfg)
     carried = [copies.get(c, c) for c in passthrough]
+    raws = raw_copies(ctx.challengers, casts.raw.columns)
+    rival_columns = challenger_columns(ctx.challengers, model.outputs)
+    champion = ModelSpec(ctx.model_location, tuple(model.features), model.outputs)
+    models = [champion, *[ch.spec(model.outputs) for ch in ctx.challengers]]
     return (
         checked.transform(passing_rows)
-        .transform(ctx.plan.prepare(casts.input_casts, copies))
+        .select("*", *[F.col(c).alias(name) for name, c in raws.items()])
+        .transform(ctx.plan.prepare(casts.input_casts, copies, carried=list(raws)))
         .transform(conform(casts.feature_casts))
-        .transform(score(ctx.model_location, model.features, model.outputs, list(dict.fromkeys([*carried, *binned]))))
+        .transform(prepare_beside(ctx.challengers, casts.raw.columns))
+        .transform(score_models(models, list(dict.fromkeys([*carried, *binned]))))
         .transform(
             scored_rows(
                 passthrough,
@@ -97,7 +108,7 @@ def model_view(ctx: RunContext, checked: DataFrame, casts: CheckedInput, binned:
                 ctx.run_id,
                 ctx.scored_at,
                 cfg.input.partition_by,
-                binned,
+                [*binned, *rival_columns],
                 copies,
             )
         )
@@ -175,11 +186,15 @@ def score_partition(ctx: RunContext, spec: dict[str, Any], earlier: Sequence[Row
     checked = casts.raw.transform(validate(cfg.rules)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         binned = binned_features(ctx)
+        rivals = challenger_columns(ctx.challengers, model.outputs)
         view = model_view(ctx, checked, casts, binned).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             with timed(timings, "score", f"partition {label}: validating, scoring with {model.uri} and profiling"):
                 profiled = [f for f in model.features if f in casts.raw.columns]
-                rows = profile_partition(cfg, model, (ctx.plan.feature_bins, ctx.plan.prediction_bins), checked, view, profiled)
+                bins = (ctx.plan.feature_bins, ctx.plan.prediction_bins)
+                rows = profile_partition(cfg, model, bins, checked, view, profiled, ctx.challengers)
+            rows, compared = judge_challengers(ctx.challengers, ctx.challenger_statuses, label, view, rows)
+            rows = tag_challengers(derive_comparisons(rows), versions(ctx.challengers))
             rows, checks = assess(ctx, spec, rows, earlier, timings["score"])
             stamp = {"run_id": ctx.run_id, "job": cfg.name, "partition": label, "computed_at": ctx.scored_at, **spec}
             rows = [r | stamp for r in rows]
@@ -207,12 +222,35 @@ def score_partition(ctx: RunContext, spec: dict[str, Any], earlier: Sequence[Row
                     hold_quarantine(ctx, quarantined)
             else:
                 with timed(timings, "publish", f"partition {label}: publishing quarantined rows and scores"):
-                    version = publish(ctx, spec, claimed, quarantined, view.drop(*binned))
+                    version = publish(ctx, spec, claimed, quarantined, view.drop(*binned, *rivals))
+                if ctx.challengers:
+                    _publish_shadow(ctx, spec, claimed, view, compared, timings)
         finally:
             view.unpersist()
     finally:
         checked.unpersist()
     return PartitionOutcome(result, tuple(rows), version, timings, failed)
+
+
+def _publish_shadow(
+    ctx: RunContext,
+    spec: dict[str, Any],
+    claimed: Claim,
+    view: DataFrame,
+    compared: Sequence[Challenger],
+    timings: dict[str, float],
+) -> None:
+    """The challengers' rows of the partition, those that scored every row; the partition is
+    replaced even when none did, so it never shows an older run's challengers as this one's."""
+    cfg, label = ctx.cfg, partition_label(spec)
+    rows = shadow_rows(
+        view, compared or ctx.challengers, ctx.model.outputs, cfg.keys, cfg.input.partition_by, ctx.run_id, ctx.scored_at
+    )
+    with timed(timings, "shadow", f"partition {label}: writing {len(compared)} challenger(s)' rows to {cfg.output.shadow}"):
+        error = publish_shadow(ctx, spec, claimed, rows if compared else rows.limit(0))
+    if error is not None:
+        for ch in compared:
+            ctx.status_of(ch).fail(f"shadow write: {error}", label)
 
 
 def _check_accounting(label: str, result: PartitionResult) -> None:

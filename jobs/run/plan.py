@@ -38,15 +38,18 @@ class Plan:
     feature_bins: dict[str, Bins] = field(default_factory=dict)  # from the reference: what drift is measured in
     prediction_bins: dict[str, Bins] = field(default_factory=dict)
 
-    def prepare(self, casts: dict[str, T.DataType], copies: Mapping[str, str] | None = None) -> Callable[[DataFrame], DataFrame]:
+    def prepare(
+        self, casts: dict[str, T.DataType], copies: Mapping[str, str] | None = None, carried: Sequence[str] = ()
+    ) -> Callable[[DataFrame], DataFrame]:
         """The input as the model's pipeline sees it: the contract's casts, then the steps.
 
         ``copies`` (column -> name) keeps the input's value of those columns, after the casts and
         before any step, under the new names: pass-through columns are the input's values even
-        where a step rewrites the column for the model.
+        where a step rewrites the column for the model. ``carried``: columns of the input that
+        ride through every step untouched (a challenger's own copy of the input).
         """
         copies = dict(copies or {})
-        steps = pipeline(self.steps, self.fitted, list(copies.values()))
+        steps = pipeline(self.steps, self.fitted, [*copies.values(), *carried])
 
         def _(df: DataFrame) -> DataFrame:
             cast = df.transform(conform(casts))
@@ -108,6 +111,22 @@ def feature_types(model: ResolvedModel, passthrough: Sequence[str]) -> dict[str,
 def scored_columns(cfg: JobConfig) -> list[str]:
     """The input columns the scored table keeps: keys, pass-through and partition columns."""
     return list(dict.fromkeys([*cfg.keys, *cfg.output.passthrough, *cfg.input.partition_by]))
+
+
+def contract_casts(
+    cfg: JobConfig, model: ResolvedModel, plan: Plan, raw: DataFrame
+) -> tuple[dict[str, T.DataType], dict[str, T.DataType], T.StructType]:
+    """The casts both contracts settle for ``raw`` (the input as read): onto the input, before
+    preprocessing, and onto the features, after it; and the schema the features then have.
+
+    Feature types are a contract on what the model receives, so they are checked after
+    preprocessing; Spark analyses the plan here, so a step that cannot run fails before any row is read.
+    """
+    input_casts = check_contract(raw.schema, required_columns(cfg, model, plan.steps), cfg.input.path)
+    prepared = raw.transform(plan.prepare(input_casts))
+    wanted = feature_types(model, scored_columns(cfg))
+    feature_casts = check_contract(prepared.schema, wanted, f"{cfg.input.path} (after preprocessing)")
+    return input_casts, feature_casts, prepared.transform(conform(feature_casts)).schema
 
 
 def reasons_with_code(cfg: JobConfig, engine: str) -> bool:

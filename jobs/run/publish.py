@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pyspark.sql import DataFrame
 
@@ -137,6 +137,34 @@ def publish(ctx: RunContext, spec: Mapping[str, Any], claim: Claim, quarantined:
     for path in (cfg.output.quarantine, cfg.output.scored):
         sweep_partition(path, spec, claim.at)
     return s.version
+
+
+def publish_shadow(ctx: RunContext, spec: Mapping[str, Any], claim: Claim, rows: DataFrame) -> str | None:
+    """Replace the partition of the shadow table with the challengers' ``rows``, after the scores
+    and under the same app transaction. Its failure is the challengers' alone: the champion's
+    partition stays published; the reason is logged and returned (None: committed)."""
+    cfg = ctx.cfg
+    label = partition_label(spec)
+    path = cast(str, cfg.output.shadow)  # parse_config fills it in
+    metadata = published_metadata(
+        ctx.run_id, ctx.model.uri, label, ctx.model.version, cfg.config_hash, ctx.input_version, claim.number, cfg.config_hashes
+    )
+    try:
+        replace_partition(
+            rows,
+            path,
+            ctx.engine,
+            cfg.input.partition_by,
+            spec,
+            (claim.app_id, claim.number),
+            metadata,
+            merge_schema=True,
+        )
+        sweep_partition(path, spec, claim.at)
+    except Exception as exc:
+        log.warning("partition %s: the challengers' rows could not be written to %s: %s", label, path, exc)
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _previous_run(path: str, label: str, before: int) -> str:

@@ -84,8 +84,12 @@ def replay_config(cfg: JobConfig, original: Original, scratch: str) -> JobConfig
         quarantine=f"{scratch}/quarantine",
         stats=f"{scratch}/stats",
         runs=f"{scratch}/runs",
+        held=f"{scratch}/held",
+        shadow=f"{scratch}/shadow",
+        model_events=f"{scratch}/model_events",
     )
-    return replace(cfg, model=replace(cfg.model, uri=original.model_resolved_uri), output=output)
+    # the champion's scores are what a replay checks: challengers (not pinned to a version) stay out
+    return replace(cfg, model=replace(cfg.model, uri=original.model_resolved_uri, challengers=()), output=output)
 
 
 @dataclass(frozen=True)

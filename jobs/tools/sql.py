@@ -2,8 +2,8 @@
 
 ``python -m jobs.tools.sql --conf conf/jobs/churn.yaml "select model_version, count(*) from scored group by 1"``
 
-The tables are views named ``scored``, ``quarantine``, ``held``, ``stats`` and ``runs`` (plus
-``input``); ``runs`` has one row per run (its final row, or ``running`` when it never ended),
+The tables are views named ``scored``, ``quarantine``, ``held``, ``shadow`` (the challengers'
+scores), ``stats``, ``runs`` and ``model_events`` (plus ``input``); ``runs`` has one row per run (its final row, or ``running`` when it never ended),
 ``runs_log`` every row the ledger holds.
 delta-rs resolves each table's current snapshot (the files the Delta log says are live, which a
 plain Parquet glob would get wrong after an overwrite) and DuckDB runs the query over them.
@@ -32,8 +32,9 @@ def connect(cfg: JobConfig, version: dict[str, int] | None = None):
         "stats": cfg.output.stats,
         "runs": cfg.output.runs,
     }
-    if cfg.output.held:
-        tables["held"] = cfg.output.held
+    for name, path in (("held", cfg.output.held), ("shadow", cfg.output.shadow), ("model_events", cfg.output.model_events)):
+        if path:
+            tables[name] = path
     for name, path in tables.items():
         if table_exists(path):
             at = (version or {}).get(name)

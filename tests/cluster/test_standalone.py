@@ -189,3 +189,7 @@ def test_packaged_job_scores_on_a_standalone_cluster(tmp_path, engine):
     assert scored["probability"].between(0, 1).all() and set(scored["model_version"]) == {"1"}
     assert list(runs["status"]) == ["succeeded"] and runs["rows_scored"].iloc[0] == len(scored)
     assert list(runs["engine"]) == [engine]
+    # the demo's challenger, shipped to the executors as a second archive, scored the same rows
+    shadow = DeltaTable(f"{conf['output']['scored']}_shadow").to_pandas()
+    assert sorted(shadow["customer_id"]) == sorted(scored["customer_id"]) and set(shadow["model_version"]) == {"2"}
+    assert [c["status"] for c in runs["challengers"].iloc[0]] == ["scored"]
