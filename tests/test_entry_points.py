@@ -17,6 +17,7 @@ SCRIPTS = {
     "lakescore-sql": "SQL",
     "lakescore-notebook": "notebook",
     "lakescore-submit-command": "spark-submit",
+    "lakescore-promote": "champion",
 }
 
 

@@ -34,8 +34,8 @@ from jobs.redact import redact
 
 log = logging.getLogger("lakescore.models")
 
-_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
-_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)$")
+VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 MAX_RETRIES = 7  # MLflow's own default: the most retries the timeout budget is given
 TIMEOUT_VAR, RETRIES_VAR = "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
@@ -188,7 +188,7 @@ def registry_limits(timeout: float, env: Mapping[str, str] = os.environ) -> dict
 
 
 @contextlib.contextmanager
-def _bounded_registry(cfg: ModelConfig) -> Iterator[None]:
+def bounded_registry(cfg: ModelConfig) -> Iterator[None]:
     """Registry calls bounded by ``cfg.registry_timeout_seconds`` (MLflow reads these variables on
     every request), and their failures sorted: unavailable (retry later) or not resolvable."""
     from mlflow.exceptions import MlflowException
@@ -245,9 +245,9 @@ def _pin(cfg: ModelConfig) -> tuple[str, str, str | None, str | None]:
     """(name, concrete uri, version, run id) of the reference, asking the registry for ``models:/``."""
     from mlflow import MlflowClient
 
-    if m := _ALIAS.match(cfg.uri):
+    if m := ALIAS_URI.match(cfg.uri):
         mv = MlflowClient().get_model_version_by_alias(m["name"], m["alias"])
-    elif m := _VERSION.match(cfg.uri):
+    elif m := VERSION_URI.match(cfg.uri):
         mv = MlflowClient().get_model_version(m["name"], m["version"])
     else:  # no registry to ask (a client would create MLflow's default store in the working directory)
         return cfg.uri, cfg.uri, None, cfg.uri.split("/")[1] if cfg.uri.startswith("runs:/") else None
@@ -280,7 +280,7 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
     use_tracking(cfg.tracking_uri)
     workdir = tempfile.mkdtemp(prefix="lakescore-model-")
     try:
-        with _bounded_registry(cfg):
+        with bounded_registry(cfg):
             name, uri, version, run_id = _pin(cfg)
             local = _download(uri, workdir)
         return _described(cfg, local, uri, (name, version, run_id), workdir)
@@ -342,8 +342,8 @@ def peek_version(cfg: ModelConfig) -> str | None:
         RegistryUnavailableError: the registry did not answer in time.
         ModelError: the name, version or alias does not exist.
     """
-    if not _ALIAS.match(cfg.uri) and not _VERSION.match(cfg.uri):
+    if not ALIAS_URI.match(cfg.uri) and not VERSION_URI.match(cfg.uri):
         return None
     use_tracking(cfg.tracking_uri)
-    with _bounded_registry(cfg):
+    with bounded_registry(cfg):
         return _pin(cfg)[2]
