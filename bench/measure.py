@@ -50,3 +50,15 @@ def timed(action: Callable[[], object]) -> tuple[float, float | None]:
 
 def noop(df: DataFrame) -> None:
     df.write.format("noop").mode("overwrite").save()
+
+
+def cached_frames(spark, frame, warm_rows: int = 20_000) -> tuple[DataFrame, DataFrame]:
+    """``frame`` (pandas) as a cached Spark frame with one partition per core, and its first
+    ``warm_rows`` likewise: a run over the small one starts every Python worker and loads the
+    model, so the timed run over the big one measures scoring alone."""
+    cores = spark.sparkContext.defaultParallelism
+    df = spark.createDataFrame(frame).repartition(cores).cache()
+    df.count()
+    warm = spark.createDataFrame(frame.head(warm_rows)).repartition(cores).cache()
+    warm.count()
+    return df, warm

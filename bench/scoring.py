@@ -25,7 +25,7 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from bench.measure import noop, timed
+from bench.measure import cached_frames, noop, timed
 from jobs.config import SparkConfig
 from jobs.logs import setup_logging
 from jobs.session import spark_session
@@ -71,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         SparkConfig(master=args.master, app_name="lakescore-bench", conf=(("spark.driver.memory", "6g"),))
     ) as spark:
         cores = spark.sparkContext.defaultParallelism
-        df = spark.createDataFrame(pdf).repartition(cores).cache()
-        df.count()
-        # a small frame with one partition per core, so every Python worker starts and loads the model
-        warm = spark.createDataFrame(pdf.head(20_000)).repartition(cores).cache()
-        warm.count()
+        df, warm = cached_frames(spark, pdf)
 
         def ours(frame):
             return frame.transform(score(model_dir, FEATURES, OUTPUTS, ["customer_id"]))
