@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  tables            scored={cfg.output.scored}\n"
         f"                    quarantine={cfg.output.quarantine}\n"
         f"                    stats={cfg.output.stats}\n"
-        f"                    runs={cfg.output.runs}",
+        f"                    runs={cfg.output.runs}"
+        + (f"\n                    shadow={cfg.output.shadow}" if cfg.model.challengers else ""),
         flush=True,
     )
     return result.exit_code
