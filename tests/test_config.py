@@ -297,6 +297,16 @@ HASHED = {
     "output.shadow": ("/u/shadow", False),
     "output.model_events": ("/u/events", False),
     "promotion.min_partitions": (5, False),
+    # read by the evaluation job after publication: nothing the scoring job publishes depends on them
+    "evaluation.labels": ("/u/labels", False),
+    "evaluation.label": ("churned", False),
+    "evaluation.keys": (("customer_id",), False),
+    "evaluation.partition_by": (("ds",), False),
+    "evaluation.horizon_days": (7, False),
+    "evaluation.min_labelled": (0.5, False),
+    "evaluation.output": ("/u/evaluation", False),
+    "evaluation.output_column": ("score", False),
+    "evaluation.decision_column": ("decision", False),
 }
 
 

@@ -30,6 +30,7 @@ from jobs.config.sections import (
     MAX_TOP_K,
     ContractConfig,
     DriftConfig,
+    EvaluationConfig,
     GateConfig,
     InputConfig,
     JobConfig,
@@ -132,6 +133,75 @@ def _drift(raw: Any, where: Where) -> DriftConfig:
     return DriftConfig(partition)
 
 
+EVALUATION_KEYS = {
+    "labels",
+    "label",
+    "keys",
+    "partition_by",
+    "horizon_days",
+    "min_labelled",
+    "output",
+    "output_column",
+    "decision_column",
+}
+MAX_HORIZON_DAYS = 36_500
+
+
+def _subset(columns: tuple[str, ...], of: tuple[str, ...], where: Where, what: str) -> tuple[str, ...]:
+    for i, column in enumerate(columns):
+        if column not in of:
+            raise (where / i).error(f"{column!r} is not one of {what} {list(of)}")
+    if len(set(columns)) != len(columns):
+        raise where.error(f"columns repeat: {list(columns)}")
+    return columns
+
+
+def _evaluation(raw: Any, where: Where, keys: tuple[str, ...], inp: InputConfig, out: OutputConfig) -> EvaluationConfig:
+    """The labels the evaluation job joins to the scores. Absent: no evaluation (the evaluation job
+    refuses to run). The keys must be the job's (the shadow table holds no other), the partition
+    columns the input's (the scored table is pruned by them)."""
+    if raw is None:
+        return EvaluationConfig()
+    e = mapping_of(raw, where, EVALUATION_KEYS)
+    labels = table_path(required(e, "labels", where), where / "labels")
+    label = identifier(required(e, "label", where), where / "label")
+    eval_keys = (
+        keys if e.get("keys") is None else _subset(identifiers(e["keys"], where / "keys"), keys, where / "keys", "the job's keys")
+    )
+    partition_by = inp.partition_by
+    if e.get("partition_by") is not None:
+        named = identifiers(e["partition_by"], where / "partition_by")
+        partition_by = _subset(named, inp.partition_by, where / "partition_by", "input.partition_by")
+    if not eval_keys or set(eval_keys) <= set(partition_by):
+        raise (where / "keys").error("at least one key column that is not a partition column is required")
+    if not partition_by:
+        raise (where / "partition_by").error("at least one partition column is required (e.g. [ds])")
+    if label in (*eval_keys, *partition_by):
+        raise (where / "label").error(f"{label!r} is a key or partition column, not a label")
+    output_column = identifier(e.get("output_column", "probability"), where / "output_column")
+    decision_column = identifier(e.get("decision_column", "label"), where / "decision_column")
+    if output_column == decision_column:
+        raise (where / "decision_column").error(f"the decision must be another model output than the score {output_column!r}")
+    default_output = f"{out.stats.rstrip('/')}_evaluation"
+    cfg = EvaluationConfig(
+        labels=labels,
+        label=label,
+        keys=eval_keys,
+        partition_by=partition_by,
+        horizon_days=bounded_int(e.get("horizon_days", 30), where / "horizon_days", 0, MAX_HORIZON_DAYS, "days"),
+        min_labelled=rate(e.get("min_labelled", 0.9), where / "min_labelled"),
+        output=table_path(e["output"], where / "output") if e.get("output") is not None else default_output,
+        output_column=output_column,
+        decision_column=decision_column,
+    )
+    tables = [inp.path, out.scored, out.quarantine, out.stats, out.runs, out.held, out.shadow, out.model_events]
+    for key, path in (("labels", cfg.labels), ("output", cfg.output), ("output", cfg.history)):
+        if path in tables:
+            raise (where / key).error(f"{path} is already one of the job's tables; the evaluation's must be its own")
+        tables.append(path)
+    return cfg
+
+
 def _spark(raw: Any, where: Where, name: str) -> SparkConfig:
     """Session settings. ``conf`` keys are Spark's own dotted names, taken whole; a value must be a
     scalar, since Spark takes every setting as a string (a mapping there is a key split on its dots)."""
@@ -171,6 +241,7 @@ def parse_config(raw: Any, source: str) -> JobConfig:
             "stats",
             "drift",
             "promotion",
+            "evaluation",
         },
     )
     engine = raw.get("engine", "auto")
@@ -270,4 +341,5 @@ def parse_config(raw: Any, source: str) -> JobConfig:
         ),
         drift=_drift(raw.get("drift"), root / "drift"),
         promotion=_promotion(raw.get("promotion"), root / "promotion"),
+        evaluation=_evaluation(raw.get("evaluation"), root / "evaluation", keys, inp, out),
     )

@@ -137,6 +137,33 @@ class PromotionConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """The labels the evaluation job (``jobs/evaluate.py``) joins to the scores, and how it judges
+    a partition's labels complete. ``labels`` None: the job config has no ``evaluation`` section
+    (the evaluation job refuses to run); parse_config fills in the defaults from the job's own
+    keys, partition columns and stats table."""
+
+    labels: str | None = None  # the labels Delta table
+    label: str | None = None  # its label column
+    keys: tuple[str, ...] = ()  # joined on with the partition columns; default: the job's keys
+    partition_by: tuple[str, ...] = ()  # the columns naming a partition; default: input.partition_by
+    horizon_days: int = 30  # days until a partition's labels are complete
+    min_labelled: float = 0.9  # share of the scored rows labelled for a partition to be final
+    output: str | None = None  # the evaluation table; default <stats>_evaluation
+    output_column: str = "probability"  # the model output that is the score
+    decision_column: str = "label"  # the model output that is the decision
+
+    @property
+    def enabled(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def history(self) -> str | None:
+        """The append-only table of every evaluation computed, beside ``output``."""
+        return None if self.output is None else f"{self.output.rstrip('/')}_history"
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     master: str | None = None
     app_name: str = "lakescore"
@@ -162,6 +189,7 @@ class JobConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     @property
     def config_hash(self) -> str:
@@ -190,7 +218,9 @@ class JobConfig:
         ``model.allow_local`` and ``model.registry_timeout_seconds`` (how the model is reached,
         not which one), ``model.challengers`` and ``promotion`` (the challengers are shadow-scored
         beside the champion: they change neither the published partition nor whether it is
-        published, so adding one does not make a resumable run rescore what it has done). An unset ``tracking_uri`` hashes as unset: the environment's
+        published, so adding one does not make a resumable run rescore what it has done),
+        ``evaluation`` (read by the evaluation job after the scores are published: it changes
+        nothing the scoring job publishes). An unset ``tracking_uri`` hashes as unset: the environment's
         ``MLFLOW_TRACKING_URI`` is not seen. tests/test_config.py fails on a config field
         classified neither way.
         """

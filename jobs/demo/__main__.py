@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=5)
     p.add_argument("--rows-per-day", type=int, default=20_000)
     p.add_argument("--start", default="2024-06-01")
-    p.add_argument("--force", action="store_true", help="recreate the input table and retrain")
+    p.add_argument("--force", action="store_true", help="recreate the input and labels tables and retrain")
     args = p.parse_args(argv)
     setup_logging()
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from deltalake import DeltaTable, write_deltalake
     from mlflow import MlflowClient
 
-    from jobs.demo.data import input_table
+    from jobs.demo.data import input_table, labels_table
     from jobs.demo.train import train_and_register
     from jobs.tables import table_exists
 
@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("demo input: %d rows in %d daily partitions at %s", data.num_rows, args.days, table)
     else:
         log.info("demo input exists: %s (version %d)", table, DeltaTable(str(table)).version())
+    # the churn labels of the same customers and days, as a label feed delivers them weeks later
+    labels = home / "tables" / "churn_labels"
+    if args.force or not table_exists(str(labels)):
+        data = labels_table(args.days, args.rows_per_day, dt.date.fromisoformat(args.start))
+        write_deltalake(str(labels), data, mode="overwrite", partition_by=["ds"])
+        log.info("demo labels: %d rows at %s (the newest day unlabelled, the day before in part)", data.num_rows, labels)
+    else:
+        log.info("demo labels exist: %s (version %d)", labels, DeltaTable(str(labels)).version())
 
     tracking = f"sqlite:///{home / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking)

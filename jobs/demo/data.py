@@ -69,10 +69,42 @@ def customers(rows: int, seed: int, ds: dt.date | None = None, bad_fraction: flo
     return frame
 
 
+LABELS_SCHEMA = pa.schema([pa.field("customer_id", pa.int64()), pa.field("ds", pa.date32()), pa.field("churned", pa.int64())])
+# how the labels arrive, newest day first: the share of a day's customers whose label has landed
+# (the newest day none yet, the one before about half, older days all but the few that never do)
+LABELLED_SHARE = (0.0, 0.5)
+LABELLED_AT_LAST = 0.98
+NEVER_SCORED = 5  # label rows per labelled day for customers the scoring input never had
+
+
+def _days(days: int, rows_per_day: int, start: dt.date, bad_fraction: float) -> list[pd.DataFrame]:
+    return [
+        customers(rows_per_day, seed=100 + i, ds=start + dt.timedelta(days=i), bad_fraction=bad_fraction) for i in range(days)
+    ]
+
+
 def input_table(days: int, rows_per_day: int, start: dt.date, bad_fraction: float = 0.01) -> pa.Table:
     """The demo scoring input: ``days`` daily partitions, no label column."""
-    frames = [
-        customers(rows_per_day, seed=100 + i, ds=start + dt.timedelta(days=i), bad_fraction=bad_fraction).drop(columns="churned")
-        for i in range(days)
-    ]
+    frames = [frame.drop(columns="churned") for frame in _days(days, rows_per_day, start, bad_fraction)]
     return pa.Table.from_pandas(pd.concat(frames, ignore_index=True), schema=INPUT_SCHEMA, preserve_index=False)
+
+
+def labels_table(days: int, rows_per_day: int, start: dt.date, bad_fraction: float = 0.01) -> pa.Table:
+    """The labels of the input ``input_table`` makes with the same arguments: ``churned`` of the same
+    customers on the same days, as a label feed delivers them weeks later: the newest days
+    unlabelled or in part (``LABELLED_SHARE``), and per labelled day a few rows for customers that
+    were never scored (ids above the day's). Rows without a customer id have no label."""
+    frames = []
+    for i, frame in enumerate(_days(days, rows_per_day, start, bad_fraction)):
+        age, seed = days - 1 - i, 100 + i  # the seed customers() drew the day with
+        share = LABELLED_SHARE[age] if age < len(LABELLED_SHARE) else LABELLED_AT_LAST
+        arrived = np.random.default_rng(seed + 1_000).random(len(frame)) < share
+        rows = frame.loc[arrived & frame["customer_id"].notna(), ["customer_id", "ds", "churned"]]
+        if share > 0:
+            ids = seed * 1_000_000 + rows_per_day + np.arange(NEVER_SCORED)
+            churned = np.random.default_rng(seed + 2_000).integers(0, 2, NEVER_SCORED)
+            extra = pd.DataFrame({"customer_id": ids, "ds": start + dt.timedelta(days=i), "churned": churned})
+            rows = pd.concat([rows, extra], ignore_index=True)
+        frames.append(rows.astype({"customer_id": "int64", "churned": "int64"}))
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LABELS_SCHEMA.names)
+    return pa.Table.from_pandas(data.sort_values(["ds", "customer_id"]), schema=LABELS_SCHEMA, preserve_index=False)
