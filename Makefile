@@ -18,7 +18,7 @@ JARS_STAMP := $(JARS)/.fetched
 # delta-spark's jars (when setup could fetch them) and the Delta SQL confs, as spark-submit options
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-java-options "-Dlog4j2.configurationFile=file:$(CURDIR)/conf/spark/log4j2.properties" $$($(PY) -m jobs.tables.jars)
 
-.PHONY: help setup check-java demo run test test-slow test-faults lint format check bench package cluster-test sql notebook clean
+.PHONY: help setup check-java demo run evaluate test test-slow test-faults lint format check bench package cluster-test sql notebook clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ demo: setup ## create the demo input table and register the demo model (when mis
 
 run: demo ## score one partition of the demo table through spark-submit (PARTITION=2024-06-01)
 	$(SPARK_SUBMIT) jobs/score.py --conf $(CONF) --partition ds=$(PARTITION)
+
+evaluate: demo ## score every demo day not yet scored (a resumable backfill), then evaluate them all against the demo labels
+	$(SPARK_SUBMIT) jobs/score.py --conf $(CONF) --from 2024-06-01
+	$(SPARK_SUBMIT) jobs/evaluate.py --conf $(CONF) --from 2024-06-01
 
 sql: setup ## SQL over the demo job's tables with DuckDB: make sql Q="select * from runs"
 	@$(PY) -m jobs.tools.sql --conf $(CONF) "$$Q"

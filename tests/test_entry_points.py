@@ -18,6 +18,7 @@ SCRIPTS = {
     "lakescore-notebook": "notebook",
     "lakescore-submit-command": "spark-submit",
     "lakescore-promote": "champion",
+    "lakescore-evaluate": "evaluat",
 }
 
 
