@@ -182,3 +182,21 @@ def overwrite_at_once(spark, tmp_path, start_writers, day_a, day_b, conflict="fa
         {"name": "b", "ids": [20, 21, 22], "day": day_b.isoformat(), **spec},
     )
     return path, before, a, b
+
+
+def train_rival(registry, name: str, home: Path):
+    """A challenger in the suite's registry: its own registered model ``name`` with @challenger,
+    trained like the suite's champion on another sample with another learning rate, so its fitted
+    values and scores differ from the champion's."""
+    from jobs.demo.train import train_and_register
+
+    return train_and_register(
+        registry["tracking_uri"],
+        str(home / "artifacts"),
+        name=name,
+        alias="challenger",
+        rows=3000,
+        max_iter=15,
+        seed=11,
+        learning_rate=0.05,
+    )

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from jobs.score import main
-from tests.helpers import D1, delta, job_config, ledger, write_demo_input
+from tests.helpers import D1, delta, job_config, ledger, train_rival, write_demo_input
 
 PARTITION = f"ds={D1.isoformat()}"
 WARN = {"mode": "warn"}  # tiny partitions drift past the demo gate; the gate is not under test here
@@ -57,19 +57,8 @@ def rivals(registry, tmp_path_factory):
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from jobs.demo.train import train_and_register
-
     home = tmp_path_factory.mktemp("rivals")
-    trained = train_and_register(
-        registry["tracking_uri"],
-        str(home / "artifacts"),
-        name="rival_churn",
-        alias="challenger",
-        rows=3000,
-        max_iter=15,
-        seed=11,
-        learning_rate=0.05,
-    )
+    trained = train_rival(registry, "rival_churn", home)
     champion = mlflow.pyfunc.load_model(f"models:/{registry['name']}/{registry['version']}")
     example = champion.input_example
     outputs = pd.DataFrame({"probability": [0.5] * len(example), "label": np.zeros(len(example), dtype="int64")})

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 from sklearn import metrics as skm
 
 from jobs.demo.data import customers
-from tests.helpers import D1, D2, delta, job_config, write_demo_input
+from tests.helpers import D1, D2, delta, job_config, train_rival, write_demo_input
 
 ROWS = 200
 CHALLENGER = "models:/evaluate_rival_churn@challenger"
@@ -26,19 +26,7 @@ def rival(registry):
     """A challenger in the suite's registry, its own registered model with @challenger (as
     tests/test_challengers.py's ``rivals`` registers one): trained on another sample with another
     learning rate, so its scores differ from the champion's."""
-    from jobs.demo.train import train_and_register
-
-    home = registry["home"] / "evaluate_rival"
-    return train_and_register(
-        registry["tracking_uri"],
-        str(home / "artifacts"),
-        name="evaluate_rival_churn",
-        alias="challenger",
-        rows=3000,
-        max_iter=15,
-        seed=11,
-        learning_rate=0.05,
-    )
+    return train_rival(registry, "evaluate_rival_churn", registry["home"] / "evaluate_rival")
 
 
 def _churned(day: dt.date) -> pd.DataFrame:

@@ -12,6 +12,29 @@ from transforms.stats import Bins, fixed_bins
 
 Row = Mapping[str, Any]
 SCOPES = ("challenger", "comparison")
+# a table's header and its cells' (scope, metric, bucket), for decision outputs and for scores
+DECISION_COLUMNS = (
+    "<th>positive rate, champion</th><th>challenger</th><th>agreement</th><th>&kappa;</th><th>flips 0&rarr;1</th><th>flips 1&rarr;0</th>",
+    (
+        ("prediction", "positive_rate", None),
+        ("challenger", "positive_rate", None),
+        ("comparison", "agreement", None),
+        ("comparison", "kappa", None),
+        ("comparison", "flips", "0->1"),
+        ("comparison", "flips", "1->0"),
+    ),
+)
+SCORE_COLUMNS = (
+    "<th>mean, champion</th><th>challenger</th><th>mean |&Delta;|</th><th>max |&Delta;|</th><th>Pearson r</th><th>PSI</th>",
+    (
+        ("prediction", "mean", None),
+        ("challenger", "mean", None),
+        ("comparison", "mean_abs_diff", None),
+        ("comparison", "max_abs_diff", None),
+        ("comparison", "pearson", None),
+        ("comparison", "psi", None),
+    ),
+)
 
 
 def _index(rows: Sequence[Row]) -> dict[tuple[Any, ...], dict[str | None, Any]]:
@@ -63,26 +86,9 @@ def _output(by, version: str, column: str, parts: Sequence[str], bins: Bins | No
 
     decision = any(value(p, "comparison", "agreement") is not None for p in parts)
     out: list[str] = []
-    if decision:
-        head = "<th>positive rate, champion</th><th>challenger</th><th>agreement</th><th>&kappa;</th><th>flips 0&rarr;1</th><th>flips 1&rarr;0</th>"
-        cells = lambda p: [  # noqa: E731
-            value(p, "prediction", "positive_rate"),
-            value(p, "challenger", "positive_rate"),
-            value(p, "comparison", "agreement"),
-            value(p, "comparison", "kappa"),
-            value(p, "comparison", "flips", "0->1"),
-            value(p, "comparison", "flips", "1->0"),
-        ]
-    else:
-        head = "<th>mean, champion</th><th>challenger</th><th>mean |&Delta;|</th><th>max |&Delta;|</th><th>Pearson r</th><th>PSI</th>"
-        cells = lambda p: [  # noqa: E731
-            value(p, "prediction", "mean"),
-            value(p, "challenger", "mean"),
-            value(p, "comparison", "mean_abs_diff"),
-            value(p, "comparison", "max_abs_diff"),
-            value(p, "comparison", "pearson"),
-            value(p, "comparison", "psi"),
-        ]
+    head, metrics = DECISION_COLUMNS if decision else SCORE_COLUMNS
+    cells = lambda p: [value(p, scope, metric, bucket) for scope, metric, bucket in metrics]  # noqa: E731
+    if not decision:
         bins = bins or fixed_bins(column)
         for i, p in enumerate(parts):
             series = [
