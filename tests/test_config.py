@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from jobs.config import ConfigError, StepConfig, diff_steps, load_config, parse_config, pipeline_spec, steps_from_spec
+from jobs.config import ConfigError, DegradationConfig, StepConfig, diff_steps, load_config, parse_config, pipeline_spec, steps_from_spec
 
 BASE = {
     "name": "churn",
@@ -307,6 +307,8 @@ HASHED = {
     "evaluation.output": ("/u/evaluation", False),
     "evaluation.output_column": ("score", False),
     "evaluation.decision_column": ("decision", False),
+    "evaluation.degradation": (DegradationConfig((("roc_auc", 0.1),), 1, 2, 0.3), False),
+    "evaluation.signals": ("/u/signals", False),
 }
 
 

@@ -284,6 +284,23 @@ def _minimal_job(evaluation: dict) -> dict:
         ({"labels": "/l", "label": "churned", "labelz": 1}, "evaluation.labelz: unknown key"),
         ({"labels": "/t/s", "label": "churned"}, "evaluation.labels: /t/s is already one of the job's tables"),
         ({"labels": "/l", "label": "customer_id"}, "evaluation.label: 'customer_id' is a key or partition column"),
+        (
+            {"labels": "/l", "label": "churned", "degradation": {"max_drop": {"auc": 0.1}}},
+            "evaluation.degradation.max_drop.auc: unknown metric",
+        ),
+        (
+            {"labels": "/l", "label": "churned", "degradation": {"max_drop": {"f1": -0.1}}},
+            "evaluation.degradation.max_drop.f1: a drop is at least 0",
+        ),
+        (
+            {"labels": "/l", "label": "churned", "degradation": {"k": 4, "n": 3}},
+            "evaluation.degradation.k: expected partitions (at most n = 3)",
+        ),
+        (
+            {"labels": "/l", "label": "churned", "degradation": {"drift_psi": 0}},
+            "evaluation.degradation.drift_psi: a PSI limit is above 0",
+        ),
+        ({"labels": "/l", "label": "churned", "signals": "/t/r"}, "evaluation.signals: /t/r is already one of the job's tables"),
     ],
 )
 def test_a_bad_evaluation_section_is_refused_naming_the_key(section, message):
@@ -307,6 +324,17 @@ def test_the_evaluation_section_defaults_to_the_jobs_keys_partitions_and_stats_t
         "/t/st_evaluation_history",
     )
     assert (e.horizon_days, e.min_labelled, e.output_column, e.decision_column) == (30, 0.9, "probability", "label")
+    assert (e.signals, e.windows, e.degradation.enabled, e.degradation.k, e.degradation.n) == (
+        "/t/st_signals",
+        "/t/st_evaluation_windows",
+        False,
+        2,
+        3,
+    )
+    rule = parse_config(
+        _minimal_job({"labels": "/l", "label": "churned", "degradation": {"max_drop": {"roc_auc": 0.05}, "n": 1}}), "x.yaml"
+    )
+    assert (rule.evaluation.degradation.max_drop, rule.evaluation.degradation.k) == ((("roc_auc", 0.05),), 1)
     assert not parse_config({k: v for k, v in raw.items() if k != "evaluation"}, "x.yaml").evaluation.enabled
 
 

@@ -28,7 +28,9 @@ from jobs.config.sections import (
     GATE_MODES,
     MAX_BATCH_SIZE,
     MAX_TOP_K,
+    DEGRADATION_METRICS,
     ContractConfig,
+    DegradationConfig,
     DriftConfig,
     EvaluationConfig,
     GateConfig,
@@ -143,8 +145,35 @@ EVALUATION_KEYS = {
     "output",
     "output_column",
     "decision_column",
+    "degradation",
+    "signals",
 }
 MAX_HORIZON_DAYS = 36_500
+MAX_WINDOW_PARTITIONS = 1_000
+
+
+def _degradation(raw: Any, where: Where) -> DegradationConfig:
+    """The retraining signal's rule: δ per metric, k of n final partitions, a drift PSI."""
+    if raw is None:
+        return DegradationConfig()
+    d = mapping_of(raw, where, {"max_drop", "k", "n", "drift_psi"})
+    drops = mapping_of(d.get("max_drop"), where / "max_drop", set(d.get("max_drop") or {}))
+    max_drop = []
+    for metric, delta in drops.items():
+        if metric not in DEGRADATION_METRICS:
+            raise (where / "max_drop" / str(metric)).error(f"unknown metric; one of {sorted(DEGRADATION_METRICS)}")
+        value = number(delta, where / "max_drop" / metric)
+        if value < 0:
+            raise (where / "max_drop" / metric).error(f"a drop is at least 0, got {value}")
+        max_drop.append((str(metric), value))
+    n = bounded_int(d.get("n", 3), where / "n", 1, MAX_WINDOW_PARTITIONS, "partitions")
+    k = bounded_int(d.get("k", min(2, n)), where / "k", 1, n, f"partitions (at most n = {n})")
+    psi = None
+    if d.get("drift_psi") is not None:
+        psi = number(d["drift_psi"], where / "drift_psi")
+        if psi <= 0:
+            raise (where / "drift_psi").error(f"a PSI limit is above 0, got {psi}")
+    return DegradationConfig(tuple(sorted(max_drop)), k, n, psi)
 
 
 def _subset(columns: tuple[str, ...], of: tuple[str, ...], where: Where, what: str) -> tuple[str, ...]:
@@ -193,9 +222,20 @@ def _evaluation(raw: Any, where: Where, keys: tuple[str, ...], inp: InputConfig,
         output=table_path(e["output"], where / "output") if e.get("output") is not None else default_output,
         output_column=output_column,
         decision_column=decision_column,
+        degradation=_degradation(e.get("degradation"), where / "degradation"),
+        signals=table_path(e["signals"], where / "signals")
+        if e.get("signals") is not None
+        else f"{out.stats.rstrip('/')}_signals",
     )
     tables = [inp.path, out.scored, out.quarantine, out.stats, out.runs, out.held, out.shadow, out.model_events]
-    for key, path in (("labels", cfg.labels), ("output", cfg.output), ("output", cfg.history)):
+    own = (
+        ("labels", cfg.labels),
+        ("output", cfg.output),
+        ("output", cfg.history),
+        ("output", cfg.windows),
+        ("signals", cfg.signals),
+    )
+    for key, path in own:
         if path in tables:
             raise (where / key).error(f"{path} is already one of the job's tables; the evaluation's must be its own")
         tables.append(path)

@@ -136,6 +136,32 @@ class PromotionConfig:
     min_partitions: int = 3  # partitions the challenger was shadow-scored on (``--force`` skips the check)
 
 
+# metrics where lower is better: degraded when the interval's lower end is above the baseline by more than δ
+LOSS_METRICS = frozenset({"log_loss", "brier", "ece", "mae", "rmse", "mape"})
+DEGRADATION_METRICS = frozenset(
+    {"accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "average_precision", "r2", *LOSS_METRICS}
+)
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """When the evaluation job raises a retraining signal (exit 4). A metric is degraded on a final
+    partition when the best end of its 95% interval (the upper end; the lower for a loss) is worse
+    than the version's validation value (logged by the trainer as ``validation.<metric>``) by more
+    than ``max_drop[metric]``; the signal needs that on at least ``k`` of the version's last ``n``
+    final partitions. ``drift_psi``: a feature whose PSI against the training reference exceeds it
+    on ``k`` of the last ``n`` scored partitions is a drift signal (None: no drift signal)."""
+
+    max_drop: tuple[tuple[str, float], ...] = ()
+    k: int = 2
+    n: int = 3
+    drift_psi: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_drop) or self.drift_psi is not None
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     """The labels the evaluation job (``jobs/evaluate.py``) joins to the scores, and how it judges
@@ -152,10 +178,17 @@ class EvaluationConfig:
     output: str | None = None  # the evaluation table; default <stats>_evaluation
     output_column: str = "probability"  # the model output that is the score
     decision_column: str = "label"  # the model output that is the decision
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    signals: str | None = None  # the retraining signals table; default <stats>_signals
 
     @property
     def enabled(self) -> bool:
         return self.labels is not None
+
+    @property
+    def windows(self) -> str | None:
+        """The window roll-ups' table (``--window 7d``), beside ``output``."""
+        return None if self.output is None else f"{self.output.rstrip('/')}_windows"
 
     @property
     def history(self) -> str | None:
