@@ -13,6 +13,8 @@ import pytest
 from pyspark.sql import types as T
 
 from jobs.model.events import EVENTS_SCHEMA, read_events
+from jobs.quality.evaluation_table import write_evaluation
+from jobs.quality.metrics import MetricValue, metric_rows
 from jobs.quality.stats_table import write_stats
 from jobs.tables import write_table
 from jobs.tools.promote import main
@@ -90,6 +92,42 @@ def write_scored(spark, tmp_path, by_version: dict[str, list[dt.date]]) -> None:
     write_table(df, str(tmp_path / "scored"), "embedded", mode="overwrite", partition_by=["ds"])
 
 
+def write_labelled(spark, tmp_path, day, maturity, coverage, paired, own) -> None:
+    """One partition of the evaluation table as lakescore-evaluate writes it: version 2's paired
+    metrics against champion 1, each version's own (``own``: {version: metrics}), and rows the
+    evidence leaves out (counts, statistics, other metrics, another job, another version)."""
+    common = {"run_id": f"eval-{day.day}", "job": "churn", "partition": f"ds={day}", "model_name": "m", "maturity": maturity}
+    common |= {"labels_version": 4, "label_coverage": coverage, "as_of": dt.date(2024, 7, 12), "computed_at": T0, "ds": day}
+    challenger, champion_ = {"role": "challenger", "model_version": "2"}, {"role": "champion", "model_version": "1"}
+    rows = [{**challenger, **r} for r in metric_rows(paired, "probability", "paired")]
+    rows += [
+        {**challenger, **r, "metric": "mcnemar_n01", "bucket": None} for r in metric_rows(paired[:1], "probability", "paired")
+    ]
+    rows += [{**challenger, **r, "model_version": "3"} for r in metric_rows(paired, "probability", "paired")]
+    for version, metrics in own.items():
+        role = challenger if version == "2" else champion_
+        rows += [{**role, **r} for r in metric_rows([*metrics, MetricValue("f1", 0.5)], "probability", "evaluation")]
+    rows += [{**champion_, **r} for r in metric_rows([MetricValue("scored_rows", 100.0)], "*", "evaluation")]
+    rows = [{**common, **r} for r in rows] + [{**common, **rows[0], "job": "other"}]
+    paths = (str(tmp_path / "stats_evaluation"), str(tmp_path / "stats_evaluation_history"))
+    write_evaluation(spark, paths, "embedded", rows, [DS], {"ds": day}, f"ds={day}", f"eval-{day.day}")
+
+
+def labelled_on_three_days(spark, tmp_path) -> None:
+    """Two final days (the newer written first) and a provisional one whose paired metrics are undefined."""
+    delta = MetricValue("delta_roc_auc", 0.005, lower=-0.01, upper=0.02, error_bound=0.001)
+    own = {"2": [MetricValue("roc_auc", 0.8, error_bound=0.001)]}
+    write_labelled(spark, tmp_path, DAYS[1], "final", 0.92, [MetricValue("mcnemar_p_value", 0.2), delta], own)
+    delta = MetricValue("delta_roc_auc", 0.021, lower=0.004, upper=0.038, error_bound=0.001)
+    own = {
+        "2": [MetricValue("roc_auc", 0.83, 0.8, 0.86, error_bound=0.001), MetricValue("accuracy", 0.78, 0.75, 0.81)],
+        "1": [MetricValue("roc_auc", 0.81, 0.78, 0.84, error_bound=0.001), MetricValue("accuracy", 0.76, 0.73, 0.79)],
+    }
+    write_labelled(spark, tmp_path, DAYS[0], "final", 0.95, [MetricValue("mcnemar_p_value", 0.0312), delta], own)
+    undefined = [MetricValue(m, None, reason="no labelled row yet") for m in ("mcnemar_p_value", "delta_roc_auc")]
+    write_labelled(spark, tmp_path, DAYS[2], "provisional", 0.0, undefined, {})
+
+
 def events_path(tmp_path) -> str:
     return str(tmp_path / "runs_model_events")
 
@@ -136,10 +174,11 @@ def test_promote_moves_champion_to_challenger_and_logs_the_event(promo, spark, c
         "comparison": {
             f"ds={day}": {"probability": {"mean_abs_diff": 0.05, "agreement/0.5": 0.9}} for day in ("2024-06-03", "2024-06-04")
         },
-        "labels": None,
+        "labels": {"table": str(tmp_path / "stats_evaluation"), "version": "2", "final_partitions": 0, "partitions": {}},
     }
     out = capsys.readouterr().out
     assert f"promoted {name}@champion: version 1 -> 2 by alice, reason: AUC +0.02" in out
+    assert "no label-based comparison yet of version 2 in " in out and "lakescore-evaluate writes it once labels land" in out
 
 
 def test_printed_partitions_and_backfill_command_are_those_the_outgoing_version_scored(promo, spark, capsys):
@@ -318,3 +357,101 @@ def test_an_unreachable_registry_exits_1_quickly(tmp_path, registry, capsys):
     assert time.monotonic() - started < 20
     err = capsys.readouterr().err
     assert "did not answer" in err and "hunter2" not in err
+
+
+def test_promotion_evidence_includes_the_label_based_comparison(promo, spark, capsys):
+    conf, name, _, tmp_path = promo
+    shadow_scored_on_four_days(spark, tmp_path)
+    labelled_on_three_days(spark, tmp_path)
+
+    assert main(["--conf", conf, "--to", "challenger"]) == 0
+
+    [event] = read_events(events_path(tmp_path), "churn", name, "champion")
+    labels = json.loads(event.evidence)["labels"]
+    assert (labels["table"], labels["version"], labels["final_partitions"]) == (str(tmp_path / "stats_evaluation"), "2", 2)
+    assert list(labels["partitions"]) == ["ds=2024-06-01", "ds=2024-06-02", "ds=2024-06-03"]  # oldest first
+    cell = {"value": 0.83, "lower": 0.8, "upper": 0.86, "error_bound": 0.001}
+    assert labels["partitions"]["ds=2024-06-01"] == {
+        "maturity": "final",
+        "label_coverage": 0.95,
+        "run_id": "eval-1",
+        "computed_at": T0.isoformat(),
+        "mcnemar_p_value": {"value": 0.0312},
+        "delta_roc_auc": {"value": 0.021, "lower": 0.004, "upper": 0.038, "error_bound": 0.001},
+        "versions": {
+            "2": {"role": "challenger", "roc_auc": cell, "accuracy": {"value": 0.78, "lower": 0.75, "upper": 0.81}},
+            "1": {
+                "role": "champion",
+                "roc_auc": {**cell, "value": 0.81, "lower": 0.78, "upper": 0.84},
+                "accuracy": {"value": 0.76, "lower": 0.73, "upper": 0.79},
+            },
+        },
+    }
+    reason = {"value": None, "reason": "no labelled row yet"}
+    provisional = labels["partitions"]["ds=2024-06-03"]
+    assert (provisional["maturity"], provisional["mcnemar_p_value"], provisional["delta_roc_auc"]) == (
+        "provisional",
+        reason,
+        reason,
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith("label-based comparison of version 2 with the champion on 3 partition(s) (2 final)") for line in lines
+    )
+    [first, second, third] = [line for line in lines if line.startswith("  ds=")]
+    assert first == (
+        "  ds=2024-06-01 final, label coverage 95.0%: McNemar p 0.0312, delta AUC +0.0210 [+0.0040, +0.0380] ±0.001; "
+        "roc_auc 0.8300 [0.8000, 0.8600] ±0.001 (version 2), accuracy 0.7800 [0.7500, 0.8100] (version 2), "
+        "roc_auc 0.8100 [0.7800, 0.8400] ±0.001 (version 1), accuracy 0.7600 [0.7300, 0.7900] (version 1)"
+    )
+    assert second.startswith(
+        "  ds=2024-06-02 final, label coverage 92.0%: McNemar p 0.2000, delta AUC +0.0050 [-0.0100, +0.0200]"
+    )
+    assert third == (
+        "  ds=2024-06-03 provisional, label coverage 0.0%: McNemar p undefined (no labelled row yet), "
+        "delta AUC undefined (no labelled row yet)"
+    )
+
+
+def test_dry_run_and_rollback_print_the_label_based_comparison(promo, spark, capsys):
+    conf, name, _, tmp_path = promo
+    shadow_scored_on_four_days(spark, tmp_path)
+    labelled_on_three_days(spark, tmp_path)
+
+    assert main(["--conf", conf, "--to", "challenger", "--dry-run"]) == 0
+    assert "  ds=2024-06-01 final, label coverage 95.0%: McNemar p 0.0312" in capsys.readouterr().out
+
+    assert main(["--conf", conf, "--to", "challenger"]) == 0
+    assert main(["--conf", conf, "--rollback"]) == 0  # version 2's paired rows: from when it was the challenger
+
+    _, rolled_back = read_events(events_path(tmp_path), "churn", name, "champion")
+    labels = json.loads(rolled_back.evidence)["labels"]
+    assert (labels["version"], labels["final_partitions"], len(labels["partitions"])) == ("2", 2, 3)
+
+
+def test_without_an_evaluation_section_the_evidence_says_so(promo, spark, capsys):
+    conf, name, _, tmp_path = promo
+    shadow_scored_on_four_days(spark, tmp_path)
+
+    assert main(["--conf", conf, "--set", "evaluation=null", "--to", "challenger"]) == 0
+
+    [event] = read_events(events_path(tmp_path), "churn", name, "champion")
+    assert json.loads(event.evidence)["labels"] is None
+    assert "no label-based comparison: the job config has no evaluation section" in capsys.readouterr().out
+
+
+def test_only_the_newest_labelled_partitions_are_printed_one_line_each(capsys):
+    from jobs.tools.promote import LABEL_LINES, _print_labels
+
+    cell = {"value": 0.5}
+    day = {"maturity": "final", "label_coverage": 1.0, "mcnemar_p_value": cell, "delta_roc_auc": cell, "versions": {}}
+    partitions = {f"ds=2024-06-{d:02}": day for d in range(1, LABEL_LINES + 3)}
+    _print_labels({"table": "t", "version": "2", "final_partitions": len(partitions), "partitions": partitions})
+
+    summary, *shown = capsys.readouterr().out.splitlines()
+    assert (
+        summary
+        == f"label-based comparison of version 2 with the champion on {LABEL_LINES + 2} partition(s) ({LABEL_LINES + 2} final) in t; the newest {LABEL_LINES}:"
+    )
+    assert [line.split()[0] for line in shown] == [f"ds=2024-06-{d:02}" for d in range(3, LABEL_LINES + 3)]
+    assert shown[0].endswith("McNemar p 0.5000, delta AUC +0.5000")

@@ -2,15 +2,18 @@
 # Score one day for cron: run-daily.sh CONF YYYY-MM-DD
 # Exit codes (README): 0 ok, 1 failure (worth a retry), 2 bad config/input (a person must act),
 # 3 quality gate failed (scores not published; a person must look at the run report).
+# The model's quality once labels land, and exit 4 (retraining recommended): evaluate-daily.sh.
+# SPARK_SUBMIT overrides the spark-submit run (default .venv/bin/spark-submit).
 set -uo pipefail
-conf=$1 day=$2 retries=${LAKESCORE_RETRIES:-2}
-submit() { .venv/bin/spark-submit jobs/score.py --conf "$conf" --partition "ds=$day" --log-format json; }
+conf=$1 day=$2 retries=${LAKESCORE_RETRIES:-2} delay=${LAKESCORE_RETRY_DELAY:-60}
+submit() { "${SPARK_SUBMIT:-.venv/bin/spark-submit}" jobs/score.py --conf "$conf" --partition "ds=$day" --log-format json; }
 
 for attempt in $(seq 0 "$retries"); do
   submit; code=$?
   [ "$code" -ne 1 ] && break        # only a plain failure is worth another try
-  echo "lakescore: attempt $((attempt + 1)) failed (exit 1), retrying in 60s" >&2
-  sleep 60
+  [ "$attempt" -lt "$retries" ] || break
+  echo "lakescore: attempt $((attempt + 1)) failed (exit 1), retrying in ${delay}s" >&2
+  sleep "$delay"
 done
 case $code in
   0) ;;

@@ -10,14 +10,15 @@ that instant are not told apart.
 
 A promotion is guarded: the version must have been shadow-scored (stats rows of scope
 ``comparison`` for it) on ``promotion.min_partitions`` distinct partitions, unless forced. A
-rollback is not: it returns to a version that was champion before.
+rollback is not: it returns to a version that was champion before. The label-based comparison
+(``lakescore-evaluate``'s evaluation table) joins the evidence when it exists, never the guard:
+labels arrive weeks after the scores.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.config import ConfigError, JobConfig, ModelConfig
-from jobs.model.events import ModelEvent, append_event, read_events
+from jobs.model.events import ModelEvent, append_event, json_number, label_evidence, read_events
 from jobs.model.resolve import ALIAS_URI, VERSION_URI, bounded_registry
 from jobs.redact import redact
 from jobs.tables import table_exists
@@ -176,7 +177,7 @@ def plan_promotion(cfg: JobConfig, registry: Registry, to: str, force: bool) -> 
             f"job {cfg.name}); promotion.min_partitions needs {needed}: score it as a challenger on more partitions, "
             "or pass --force to promote it anyway"
         )
-    evidence = _evidence(target, current, count, needed, comparison)
+    evidence = _evidence(target, current, count, needed, comparison, label_evidence(cfg, target, current))
     return Move(name, alias, "promote", current, target, refused, evidence)
 
 
@@ -199,7 +200,8 @@ def plan_rollback(cfg: JobConfig, registry: Registry) -> Move:
             "nothing to roll back to; move it with --to VERSION"
         )
     count, comparison = shadow_evidence(cfg.output.stats, cfg.name, current)
-    evidence = _evidence(current, arrival.from_version, count, cfg.promotion.min_partitions, comparison)
+    labels = label_evidence(cfg, current, arrival.from_version)
+    evidence = _evidence(current, arrival.from_version, count, cfg.promotion.min_partitions, comparison, labels)
     return Move(name, alias, "rollback", current, arrival.from_version, False, evidence)
 
 
@@ -221,16 +223,19 @@ def _target(cfg: JobConfig, registry: Registry, name: str, to: str) -> str:
     return registry.version(ref)[1]
 
 
-def _evidence(version: str, other: str | None, count: int, needed: int, comparison: dict[str, Any]) -> dict[str, Any]:
+def _evidence(
+    version: str, other: str | None, count: int, needed: int, comparison: dict[str, Any], labels: dict[str, Any] | None
+) -> dict[str, Any]:
     """The event's evidence: the latest shadow comparison of ``version`` (the challenger that
-    becomes champion, or the champion rolled back from) with the champion it was scored beside."""
+    becomes champion, or the champion rolled back from) with the champion it was scored beside,
+    and the label-based one (``jobs.model.events.label_evidence``)."""
     return {
         "version": version,
         "other_version": other,
         "partitions_shadow_scored": count,
         "min_partitions": needed,
         **comparison,
-        "labels": None,  # label-based metrics do not exist yet
+        "labels": labels,
     }
 
 
@@ -246,7 +251,7 @@ def shadow_evidence(stats_path: str, job: str, version: str) -> tuple[int, dict[
     for r in rows:
         if r["run_id"] == latest_run:
             metric = f"{r['metric']}/{r['bucket']}" if r["bucket"] else r["metric"]
-            comparison.setdefault(r["partition"], {}).setdefault(r["column"], {})[metric] = _json_number(r["value"])
+            comparison.setdefault(r["partition"], {}).setdefault(r["column"], {})[metric] = json_number(r["value"])
     evidence = {
         "run_id": latest_run,
         "computed_at": latest["computed_at"].isoformat() if latest else None,
@@ -270,11 +275,6 @@ def _comparison_rows(stats_path: str, job: str, version: str) -> list[dict[str, 
     wanted = (ds.field("job") == job) & (ds.field("scope") == COMPARISON) & (ds.field("model_version") == version)
     columns = ["run_id", "partition", "column", "metric", "bucket", "value", "computed_at"]
     return dataset.to_table(columns=columns, filter=wanted).to_pylist()
-
-
-def _json_number(value: float | None) -> float | None:
-    """JSON has no NaN or infinity: an undefined metric is null."""
-    return None if value is None or not math.isfinite(value) else value
 
 
 def apply_move(

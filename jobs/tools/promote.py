@@ -5,7 +5,9 @@
 ``--force`` promotes a version shadow-scored on fewer than ``promotion.min_partitions`` partitions.
 The alias moves, then its event is appended; when the append fails the alias is moved back (see
 ``jobs.model.promote``). Afterwards it prints the partitions the outgoing version scored and the
-``jobs/score.py`` command that rescores them with the new champion.
+``jobs/score.py`` command that rescores them with the new champion. The evidence it prints and logs
+includes the label-based comparison (McNemar's p-value, the difference in ROC AUC with its interval,
+per labelled partition) once ``lakescore-evaluate`` has written it; the guard does not wait for it.
 
 Exit codes: 0 moved (or dry run), 1 the registry did not answer or the event could not be
 appended (retry; nothing changed), 2 usage or config error or a refused move (nothing changed).
@@ -16,10 +18,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
-from jobs.model.events import ModelEvent, current_user
+from jobs.model.events import VERSION_METRICS, ModelEvent, current_user
 from jobs.model.promote import (
     EventLogError,
     Move,
@@ -41,6 +44,7 @@ from jobs.tables import SchemaMismatchError, StorageCredentialsError, Unsupporte
 log = logging.getLogger("lakescore.promote")
 # an events table the append cannot write as it is: retrying will not help
 USAGE_WRITE_ERRORS = (SchemaMismatchError, StorageCredentialsError, UnsupportedFeatureError)
+LABEL_LINES = 5  # the newest partitions of the label-based comparison printed; the event holds them all
 
 
 def _version_or_challenger(text: str) -> str:
@@ -113,6 +117,7 @@ def _aftermath(cfg: JobConfig, args: argparse.Namespace, move: Move) -> None:
         f"(promotion.min_partitions {evidence['min_partitions']}), latest comparison run {evidence.get('run_id') or '(none)'}",
         flush=True,
     )
+    _print_labels(evidence.get("labels"))
     outgoing, scored = move.from_version, redact(cfg.output.scored)
     if outgoing is None:
         print("no outgoing version: nothing to rescore", flush=True)
@@ -127,6 +132,54 @@ def _aftermath(cfg: JobConfig, args: argparse.Namespace, move: Move) -> None:
         return
     print(f"partitions of {scored} scored by the outgoing version {outgoing}: {' '.join(partitions)}", flush=True)
     print(f"rescore them with the new champion: {backfill_command(args.conf, args.set, partitions)}", flush=True)
+
+
+def _print_labels(labels: dict[str, Any] | None) -> None:
+    """The label-based comparison in the evidence: a summary, then the newest partitions' line each."""
+    if labels is None:
+        print("no label-based comparison: the job config has no evaluation section", flush=True)
+        return
+    partitions, version = labels["partitions"], labels["version"]
+    if not partitions:
+        print(
+            f"no label-based comparison yet of version {version} in {labels['table']}: "
+            "lakescore-evaluate writes it once labels land",
+            flush=True,
+        )
+        return
+    shown = list(partitions.items())[-LABEL_LINES:]
+    newest = f"; the newest {len(shown)}:" if len(shown) < len(partitions) else ":"
+    print(
+        f"label-based comparison of version {version} with the champion on {len(partitions)} partition(s) "
+        f"({labels['final_partitions']} final) in {labels['table']}{newest}",
+        flush=True,
+    )
+    for label, p in shown:
+        own = ", ".join(
+            f"{metric} {_cell(m[metric])} (version {v})"
+            for v, m in p["versions"].items()
+            for metric in VERSION_METRICS
+            if metric in m
+        )
+        coverage = "unknown" if p["label_coverage"] is None else f"{p['label_coverage']:.1%}"
+        print(
+            f"  {label} {p['maturity']}, label coverage {coverage}: McNemar p {_cell(p.get('mcnemar_p_value'))}, "
+            f"delta AUC {_cell(p.get('delta_roc_auc'), signed=True)}" + (f"; {own}" if own else ""),
+            flush=True,
+        )
+
+
+def _cell(cell: dict[str, Any] | None, signed: bool = False) -> str:
+    """A metric's value with its interval and error bound, or why it is undefined."""
+    if cell is None:
+        return "(not written)"
+    if cell["value"] is None:
+        return f"undefined ({cell.get('reason') or 'no reason given'})"
+    number = "{:+.4f}" if signed else "{:.4f}"
+    text = number.format(cell["value"])
+    if cell.get("lower") is not None and cell.get("upper") is not None:
+        text += f" [{number.format(cell['lower'])}, {number.format(cell['upper'])}]"
+    return text + (f" ±{cell['error_bound']:.1g}" if cell.get("error_bound") else "")
 
 
 def _fail(error: BaseException | str, code: int) -> int:
