@@ -55,7 +55,9 @@ run: demo ## score one partition of the demo table through spark-submit (PARTITI
 
 evaluate: demo ## score every demo day not yet scored (a resumable backfill), then evaluate them all against the demo labels
 	$(SPARK_SUBMIT) jobs/score.py --conf $(CONF) --from 2024-06-01
-	$(SPARK_SUBMIT) jobs/evaluate.py --conf $(CONF) --from 2024-06-01
+	@code=0; $(SPARK_SUBMIT) jobs/evaluate.py --conf $(CONF) --from 2024-06-01 --window 7d || code=$$?; \
+	if [ $$code -eq 4 ]; then echo "make evaluate: exit 4, model degraded: retraining recommended (the demo degrades on 2024-06-03 on purpose)"; \
+	elif [ $$code -ne 0 ]; then exit $$code; fi
 
 sql: setup ## SQL over the demo job's tables with DuckDB: make sql Q="select * from runs"
 	@$(PY) -m jobs.tools.sql --conf $(CONF) "$$Q"

@@ -36,8 +36,35 @@ def test_notebook_executes_and_shows_scores_and_drift_per_partition(two_days):
     for ds, rows in scored.groupby("ds").size().items():
         assert str(rows) in text, f"rows scored for {ds} missing from the notebook"
     assert any("image/png" in o.get("data", {}) for o in scores_cell.outputs)  # the plot rendered
-    drift_cell = code[-1]
+    drift_cell = next(c for c in code if "drift_baseline" in c.source)
     assert any("image/png" in o.get("data", {}) for o in drift_cell.outputs), _outputs(drift_cell)
+    quality_cell = next(c for c in code if "from evaluation" in c.source)
+    assert "`make evaluate` creates it" in _outputs(quality_cell)  # no evaluation table yet: it says so, and runs
+
+
+def test_notebook_plots_each_metric_with_its_interval_and_the_estimate_once_evaluated(two_days):
+    """An evaluation table as the evaluation job writes it (its schema's columns), champion accuracy
+    with an interval and the estimate made before the labels, over the two days scored."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from jobs.config import load_config
+    from jobs.tools.notebook import execute
+
+    _, conf = two_days
+    common = {"role": "champion", "model_name": "churn", "model_version": "1", "column": "probability", "metric": "accuracy"}
+    rows = []
+    for partition, maturity, value in (("ds=2024-06-01", "final", 0.81), ("ds=2024-06-02", "provisional", 0.64)):
+        mine = {**common, "partition": partition, "maturity": maturity, "scope": "evaluation"}
+        rows += [{**mine, "bucket": b, "value": v} for b, v in ((None, value), ("lower", value - 0.03), ("upper", value + 0.03))]
+        rows += [{**mine, "bucket": "tp", "value": 50.0}]  # a statistic: not plotted
+        rows += [{**mine, "scope": "estimate", "bucket": "estimated", "value": 0.7725}]
+    write_deltalake(load_config(conf).evaluation.output, pa.Table.from_pylist(rows))
+    code = [c for c in execute(conf).cells if c.cell_type == "code"]
+    quality_cell = next(c for c in code if "from evaluation" in c.source)
+    text = _outputs(quality_cell)
+    assert "make evaluate" not in text and "0.64" in text and "0.7725" in text and "provisional" in text
+    assert any("image/png" in o.get("data", {}) for o in quality_cell.outputs), text
 
 
 def test_sql_command_queries_the_job_tables(two_days, capsys):
