@@ -3,8 +3,11 @@
 ``python -m jobs.tools.sql --conf conf/jobs/churn.yaml "select model_version, count(*) from scored group by 1"``
 
 The tables are views named ``scored``, ``quarantine``, ``held``, ``shadow`` (the challengers'
-scores), ``stats``, ``runs`` and ``model_events`` (plus ``input``); ``runs`` has one row per run (its final row, or ``running`` when it never ended),
-``runs_log`` every row the ledger holds.
+scores), ``stats``, ``runs`` and ``model_events`` (plus ``input``); ``runs`` has one row per run (its
+final row, or ``running`` when it never ended), ``runs_log`` every row the ledger holds. The
+evaluation job's: ``evaluation`` (each partition's current evaluation), ``evaluation_history``,
+``evaluation_windows`` (the ``--window`` roll-ups) and ``signals`` (retraining signals). A table not
+written yet has no view.
 delta-rs resolves each table's current snapshot (the files the Delta log says are live, which a
 plain Parquet glob would get wrong after an overwrite) and DuckDB runs the query over them.
 """
@@ -32,7 +35,17 @@ def connect(cfg: JobConfig, version: dict[str, int] | None = None):
         "stats": cfg.output.stats,
         "runs": cfg.output.runs,
     }
-    for name, path in (("held", cfg.output.held), ("shadow", cfg.output.shadow), ("model_events", cfg.output.model_events)):
+    e = cfg.evaluation
+    optional = (
+        ("held", cfg.output.held),
+        ("shadow", cfg.output.shadow),
+        ("model_events", cfg.output.model_events),
+        ("evaluation", e.output),
+        ("evaluation_history", e.history),
+        ("evaluation_windows", e.windows),
+        ("signals", e.signals),
+    )
+    for name, path in optional:
         if path:
             tables[name] = path
     for name, path in tables.items():
