@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from transforms.cbpe import Calibration, estimate_bins, estimate_sums
 from transforms.comparison import challenger_scope, comparison_metrics
 from transforms.numeric import QUANTILES, finite, is_floating
 from transforms.validation import REASONS, is_quarantined
@@ -331,6 +332,7 @@ def prediction_profile(
     prediction_bins: Mapping[str, Bins] | None = None,
     challengers: Sequence[tuple[str, Mapping[str, str]]] = (),
     failures: Mapping[str, str] | None = None,
+    estimate: Calibration | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """Scored row count; per numeric model output a summary (the ``mean`` of a 0/1 label is its
     positive rate, also given as ``positive_rate`` for integral outputs) and, for floating outputs,
@@ -347,6 +349,8 @@ def prediction_profile(
             are collected (:func:`transforms.comparison.derive_comparisons`).
         failures: tag -> the challenger's error column (non-null where it could not score the
             row): counted as ``rows_failed`` (scope ``challenger#<tag>``, column ``*``).
+        estimate: the champion's calibration map: adds scope ``estimate``, the sums CBPE estimates
+            its quality from (:mod:`transforms.cbpe`; the bins' masses keyed by bin, unioned).
 
     Expects a frame holding the model outputs (the challengers' too) and the binned features.
     """
@@ -378,6 +382,10 @@ def prediction_profile(
                 )
             metrics.extend(output_metrics(df, challenger_scope(tag), outputs, prediction_bins, column_of))
             metrics.extend(comparison_metrics(df, tag, outputs, column_of))
-        return _long(df, group_by, metrics)
+        if estimate is None:
+            return _long(df, group_by, metrics)
+        return _long(df, group_by, [*metrics, *estimate_sums(estimate)]).unionByName(
+            df.transform(estimate_bins(estimate, group_by))
+        )
 
     return _

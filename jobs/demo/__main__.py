@@ -14,11 +14,13 @@ log = logging.getLogger("lakescore.demo")
 
 
 def _has_pipeline(version) -> bool:
-    """Whether a registered version carries the pipeline spec the scoring job reads."""
+    """Whether a registered version carries the pipeline spec the scoring job reads and the
+    calibration map it estimates quality with."""
     import mlflow
 
     listed = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{version.name}/{version.version}/lakescore")
-    return any(a.path.endswith("pipeline.json") for a in listed or [])
+    names = {a.path.rsplit("/", 1)[-1] for a in listed or []}
+    return {"pipeline.json", "calibration.json"} <= names
 
 
 # (alias, training seed, learning rate): the champion, and a challenger trained on another sample

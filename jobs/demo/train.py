@@ -144,8 +144,9 @@ def train_and_register(
     learning_rate: float = 0.1,
 ) -> TrainedModel:
     """Fit the model on rows passed through ``steps`` (default: the demo pipeline), log it as a
-    pyfunc model with ``lakescore/pipeline.json`` and ``lakescore/reference.json``, register it
-    and give it ``alias``."""
+    pyfunc model with ``lakescore/pipeline.json``, ``lakescore/reference.json`` and
+    ``lakescore/calibration.json`` (fitted on the held-out split) and the held-out split's
+    ``validation.*`` metrics, register it and give it ``alias``."""
     import joblib
     import mlflow
     from mlflow import MlflowClient
@@ -153,7 +154,15 @@ def train_and_register(
     from sklearn.metrics import roc_auc_score
 
     from jobs.model.resolve import use_tracking
-    from jobs.model.training import TRAINER_METADATA, log_with_model, profile, reference
+    from jobs.model.training import (
+        CALIBRATED_METADATA,
+        calibration_map,
+        held_out_metrics,
+        log_with_model,
+        profile,
+        reference,
+        validation_names,
+    )
 
     use_tracking(tracking_uri)
     experiment = "lakescore-demo-training"
@@ -171,6 +180,11 @@ def train_and_register(
         # the predictions' reference is what the model says on rows it was not fitted on: what
         # scoring should look like, so the job can measure baseline drift of the scores too
         ref["predictions"] = profile(spark.createDataFrame(pd.DataFrame({"probability": held_out})), ["probability"])["features"]
+        # the version's baseline, judged by the evaluation's own definitions, and the map from its
+        # scores to observed churn rates that the scoring job estimates quality with before labels
+        decisions = (held_out >= 0.5).astype(np.int64)
+        validation = validation_names(held_out_metrics(spark, y[split:].to_numpy(), held_out, decisions))
+    calibration = calibration_map(y[split:].to_numpy(), held_out)
     auc = float(roc_auc_score(y[split:], held_out))
     example = x.head(5)
     probability = pipeline.predict_proba(example)[:, 1]
@@ -181,16 +195,17 @@ def train_and_register(
         joblib.dump(pipeline, path)
         mlflow.log_params({"rows": rows, "seed": seed, "max_iter": max_iter, "learning_rate": learning_rate})
         mlflow.log_metric("auc", auc)
+        mlflow.log_metrics(validation)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=MODEL_CODE,
             artifacts={"pipeline": str(path)},
             signature=infer_signature(example, outputs),
             input_example=example,
-            metadata=TRAINER_METADATA,
+            metadata=CALIBRATED_METADATA,
         )
-        # before registering, so no version of the model is ever without its pipeline and reference
-        log_with_model(info.model_id, steps, ref)
+        # before registering, so no version of the model is ever without its pipeline, reference and calibration
+        log_with_model(info.model_id, steps, ref, calibration)
     version = str(mlflow.register_model(info.model_uri, name).version)
     MlflowClient().set_registered_model_alias(name, alias, version)
     log.info("registered %s version %s as @%s (auc %.3f, run %s)", name, version, alias, auc, run.info.run_id)

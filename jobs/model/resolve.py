@@ -31,6 +31,7 @@ from pyspark.sql import types as T
 from jobs.config import ConfigError, ModelConfig, StepConfig, steps_from_spec
 from jobs.model.training import METADATA_KEY
 from jobs.redact import redact
+from transforms.cbpe import Calibration
 
 log = logging.getLogger("lakescore.models")
 
@@ -71,10 +72,11 @@ class ResolvedModel:
     pipeline: tuple[StepConfig, ...] | None = None  # lakescore/pipeline.json, when the trainer logged one
     reference: dict[str, Any] | None = None  # lakescore/reference.json, likewise
     workdir: str | None = None
+    calibration: dict[str, Any] | None = None  # lakescore/calibration.json (transforms.cbpe.Calibration), likewise
 
 
-def _artifacts(local: str, uri: str, declared: Sequence[str] = ()) -> tuple[tuple[StepConfig, ...] | None, dict[str, Any] | None]:
-    """The pipeline spec and training reference logged with the model, if any.
+def _artifacts(local: str, uri: str, declared: Sequence[str] = ()) -> tuple[tuple[StepConfig, ...] | None, Any, Any]:
+    """The pipeline spec, training reference and calibration map logged with the model, if any.
 
     ``declared``: the files the model's MLmodel metadata says it carries (``TRAINER_METADATA``).
 
@@ -84,13 +86,13 @@ def _artifacts(local: str, uri: str, declared: Sequence[str] = ()) -> tuple[tupl
     """
     folder = Path(local) / "lakescore"
     out: list[Any] = []
-    for name in ("pipeline.json", "reference.json"):
+    for name in ("pipeline.json", "reference.json", "calibration.json"):
         path = folder / name
         if not path.is_file():
             if f"lakescore/{name}" in declared:
                 raise ModelError(
                     f"model {uri} was logged with lakescore/{name} (its MLmodel metadata says so) but the file "
-                    "is missing from its artifacts; refusing to score it without its preprocessing and reference"
+                    "is missing from its artifacts; refusing to score it without its preprocessing, reference and calibration"
                 )
             out.append(None)
             continue
@@ -98,14 +100,19 @@ def _artifacts(local: str, uri: str, declared: Sequence[str] = ()) -> tuple[tupl
             out.append(json.loads(path.read_text()))
         except ValueError as exc:
             raise ModelError(f"model {uri}: lakescore/{name} is not valid JSON: {exc}") from None
-    spec, reference = out
+    spec, reference, calibration = out
+    if calibration is not None:
+        try:
+            Calibration.from_map(calibration)
+        except ValueError as exc:
+            raise ModelError(f"model {uri}: lakescore/calibration.json is not a calibration map: {exc}") from None
     steps = None
     if spec is not None:
         try:
             steps = steps_from_spec(spec, f"model {uri} lakescore/pipeline.json")
         except ConfigError as exc:
             raise ModelError(str(exc)) from None
-    return steps, reference
+    return steps, reference, calibration
 
 
 def _outputs(signature, uri: str) -> T.StructType:
@@ -307,7 +314,7 @@ def _described(cfg: ModelConfig, local: str, uri: str, pinned: tuple[str, str | 
     except Exception as exc:  # tensor specs have no Spark column type
         raise ModelError(f"model {uri}: an input of its signature has no Spark type: {exc}") from None
     outputs = _outputs(signature, uri)
-    steps, reference = _artifacts(local, uri, declared if isinstance(declared, list) else ())
+    steps, reference, calibration = _artifacts(local, uri, declared if isinstance(declared, list) else ())
     log.info(
         "model %s resolved to %s (run %s), features=%s outputs=%s, pipeline: %s",
         cfg.uri,
@@ -318,7 +325,7 @@ def _described(cfg: ModelConfig, local: str, uri: str, pinned: tuple[str, str | 
         "none logged" if steps is None else f"{len(steps)} step(s)",
     )
     return ResolvedModel(
-        cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs, steps, reference, workdir=workdir
+        cfg.uri, uri, name, version, run_id, local, tuple(features), inputs, outputs, steps, reference, workdir, calibration
     )
 
 

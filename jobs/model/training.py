@@ -1,5 +1,8 @@
 """The train side of train/serve parity: fit the preprocessing pipeline, profile the training data,
-and log both with the model as ``lakescore/pipeline.json`` and ``lakescore/reference.json``.
+and log both with the model as ``lakescore/pipeline.json`` and ``lakescore/reference.json``; fit the
+calibration map CBPE estimates quality with (``lakescore/calibration.json``, :mod:`transforms.cbpe`)
+and log the held-out split's metrics, by the evaluation's own definitions, as the version's baseline
+(``validation.<metric>``, read back with :func:`validation_metrics`).
 
 The trainer runs the very transforms the scoring job runs (``transforms.preprocess``) on a local
 SparkSession, rather than a pandas copy of each step: one implementation cannot drift from itself.
@@ -30,6 +33,10 @@ TOP_CATEGORIES = 100  # beyond these, a categorical's remaining share is reporte
 # lakescore/pipeline.json went missing is refused rather than scored without its preprocessing.
 METADATA_KEY = "lakescore_artifacts"
 TRAINER_METADATA = {METADATA_KEY: [f"{ARTIFACT_DIR}/{PIPELINE_FILE}", f"{ARTIFACT_DIR}/{REFERENCE_FILE}"]}
+CALIBRATION_FILE = "calibration.json"
+# a trainer that logs a calibration map too (log_with_model(..., calibration=...)) declares it
+CALIBRATED_METADATA = {METADATA_KEY: [*TRAINER_METADATA[METADATA_KEY], f"{ARTIFACT_DIR}/{CALIBRATION_FILE}"]}
+VALIDATION = "validation."  # the MLflow run's metrics of the held-out split: validation.<name>[.lower|.upper]
 
 
 def fit_pipeline(df: DataFrame, steps: Sequence[StepConfig]) -> tuple[DataFrame, list[dict[str, Any]]]:
@@ -135,9 +142,12 @@ def reference(prepared: DataFrame, features: Sequence[str], fitted: list[dict[st
     return {**profile(prepared, features), "fitted": fitted}
 
 
-def log_with_model(model_id: str, steps: Sequence[StepConfig], ref: Mapping[str, Any]) -> None:
-    """Store the pipeline spec and the reference with a logged model (so every version registered
-    from it carries them, and downloading the model brings them along)."""
+def log_with_model(
+    model_id: str, steps: Sequence[StepConfig], ref: Mapping[str, Any], calibration: Mapping[str, Any] | None = None
+) -> None:
+    """Store the pipeline spec, the reference and (when given) the calibration map with a logged
+    model (so every version registered from it carries them, and downloading the model brings them
+    along)."""
     from mlflow import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,4 +155,66 @@ def log_with_model(model_id: str, steps: Sequence[StepConfig], ref: Mapping[str,
         folder.mkdir()
         (folder / PIPELINE_FILE).write_text(json.dumps(pipeline_spec(tuple(steps)), indent=2))
         (folder / REFERENCE_FILE).write_text(json.dumps(ref, indent=2, default=float))
+        if calibration is not None:
+            (folder / CALIBRATION_FILE).write_text(json.dumps(dict(calibration), indent=2))
         MlflowClient().log_model_artifacts(model_id, str(folder), artifact_path=ARTIFACT_DIR)
+
+
+def calibration_map(labels: Any, scores: Any, score: str = "probability", decision: str = "label") -> dict[str, Any]:
+    """The isotonic regression of held-out ``labels`` on their ``scores`` (clipped outside the scores
+    seen, within [0, 1]) as the JSON map of ``transforms.cbpe.Calibration``: its thresholds, between
+    which p̂ is interpolated linearly (``np.interp``), and the rows it was fitted on."""
+    import numpy as np
+    from sklearn.isotonic import IsotonicRegression
+
+    y, s = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
+    fitted = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, y)
+    xs, ys = fitted.X_thresholds_.tolist(), fitted.y_thresholds_.tolist()
+    return {"score": score, "decision": decision, "x": [float(v) for v in xs], "y": [float(v) for v in ys], "rows": len(y)}
+
+
+def held_out_metrics(spark: Any, labels: Any, scores: Any, decisions: Any) -> list[Any]:
+    """The evaluation's metrics (``jobs.quality.metrics.binary_metrics``, intervals included) of
+    held-out rows, from the evaluation's own statistics aggregation over a small Spark frame."""
+    import numpy as np
+    import pandas as pd
+
+    from jobs.quality.metrics import binary_metrics, merge_statistics
+    from transforms.evaluation import BinaryTarget, evaluation_statistics
+
+    frame = pd.DataFrame(
+        {
+            "_row": np.arange(len(labels), dtype="int64"),
+            "y": np.asarray(labels, dtype=float),
+            "score": np.asarray(scores, dtype=float),
+            "decision": np.asarray(decisions, dtype=float),
+        }
+    )
+    target = BinaryTarget("score", "y", "score", "decision")
+    stats = spark.createDataFrame(frame).transform(evaluation_statistics([target], ["_row"], []))
+    return binary_metrics(merge_statistics([r.asDict() for r in stats.collect()], "score"))
+
+
+def validation_names(metrics: Sequence[Any]) -> dict[str, float]:
+    """The MLflow metrics of ``metrics`` (``MetricValue`` s): ``validation.<name>`` and, where the
+    interval exists, ``.lower`` and ``.upper``; an undefined metric has none."""
+    out: dict[str, float] = {}
+    for m in metrics:
+        if m.value is None:
+            continue
+        out[f"{VALIDATION}{m.name}"] = m.value
+        if m.lower is not None and m.upper is not None:
+            out[f"{VALIDATION}{m.name}.lower"], out[f"{VALIDATION}{m.name}.upper"] = m.lower, m.upper
+    return out
+
+
+def validation_metrics(client: Any, run_id: str) -> dict[str, tuple[float, float | None, float | None]]:
+    """A model version's baseline: name -> (value, lower, upper) of the validation metrics its
+    training run logged (``validation_names``; {} for a run that logged none). ``client``: an
+    ``mlflow.MlflowClient``; ``run_id``: the version's ``run_id``."""
+    logged = client.get_run(run_id).data.metrics
+    names = [k.removeprefix(VALIDATION) for k in logged if k.startswith(VALIDATION) and not k.endswith((".lower", ".upper"))]
+    return {
+        n: (float(logged[VALIDATION + n]), logged.get(f"{VALIDATION}{n}.lower"), logged.get(f"{VALIDATION}{n}.upper"))
+        for n in names
+    }

@@ -19,6 +19,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.quality.estimates import estimate_rows
 from jobs.quality.metrics import MetricValue, Row, binary_metrics, merge_statistics, metric_rows, paired_metrics
 from transforms.evaluation import BinaryTarget, PairedTarget, Settings, Target, evaluation_statistics
 
@@ -209,10 +210,12 @@ def evaluations(
     stats: Sequence[Mapping[str, Any]],
     score_column: str,
     judgement: Judgement,
+    estimates: Sequence[Mapping[str, Any]] = (),
 ) -> list[ModelEvaluation]:
     """Each model version's evaluation from the collected counts and statistics, the champion first.
     A partition the champion scored no row of still gets its (empty) evaluation: its labels are
-    counted as never scored."""
+    counted as never scored. ``estimates``: the stats table's ``estimate`` rows of the partition (the
+    champion's CBPE, ``jobs.quality.estimates``), written beside the champion's realized metrics."""
     by_model: dict[tuple[str, str | None, str | None], list[Mapping[str, Any]]] = {}
     for r in stats:
         by_model.setdefault(_model(r), []).append(r)
@@ -238,22 +241,31 @@ def evaluations(
             ev.paired = paired_metrics(merge_statistics(mine, score_column, PAIRED))
             # a comparison is final when both models' evaluations are
             paired_state = FINAL if state == FINAL and out[0].maturity == FINAL else PROVISIONAL
-        ev.rows = _rows(ev, mine, {**n, **partition_counts}, score_column, paired_state)
+        ev.rows = _rows(
+            ev, mine, {**n, **partition_counts}, score_column, paired_state, estimates if model[0] == CHAMPION else ()
+        )
         out.append(ev)
     return out
 
 
 def _rows(
-    ev: ModelEvaluation, stats: Sequence[Mapping[str, Any]], counts: Mapping[str, float], column: str, paired_maturity: str
+    ev: ModelEvaluation,
+    stats: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, float],
+    column: str,
+    paired_maturity: str,
+    estimates: Sequence[Mapping[str, Any]] = (),
 ) -> list[Row]:
     """The version's long rows: counts (column ``*``), statistics and metrics, with its model,
-    coverage and maturity (the paired rows' own: final when both models' are)."""
+    coverage and maturity (the paired rows' own: final when both models' are); for the champion its
+    estimate beside the realized metrics (scope ``estimate``)."""
     rows: list[Row] = [
         {"scope": EVALUATION, "column": TABLE, "metric": name, "bucket": None, "value": value} for name, value in counts.items()
     ]
     rows += [{k: r[k] for k in ("scope", "column", "metric", "bucket", "value")} for r in stats]
     rows += metric_rows(ev.metrics, column, EVALUATION)
     rows += metric_rows(ev.paired, column, PAIRED)
+    rows += estimate_rows(estimates, ev.metrics, column)
     model = {"role": ev.role, "model_name": ev.model_name, "model_version": ev.model_version}
     return [
         {**r, **model, "maturity": paired_maturity if r["scope"] == PAIRED else ev.maturity, "label_coverage": ev.coverage}

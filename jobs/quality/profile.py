@@ -3,6 +3,7 @@ the model saw and what it said, in three aggregations over the two cached frames
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +12,14 @@ from pyspark.sql import types as T
 
 from jobs.config import JobConfig
 from jobs.model.resolve import ResolvedModel
+from jobs.quality.estimates import derive_estimates
+from transforms.cbpe import Calibration
 from transforms.stats import Bins, category_profile, input_profile, prediction_profile
 
 if TYPE_CHECKING:  # jobs.run imports this module
     from jobs.run.challengers import Challenger
+
+log = logging.getLogger("lakescore.stats")
 
 
 def profile_partition(
@@ -36,6 +41,9 @@ def profile_partition(
         challengers: scored beside the champion in ``model_view``: their profiles, their comparison
             with the champion and their failed rows are counted in the same aggregation (scopes
             ``challenger#<tag>`` and ``comparison#<tag>``, see ``transforms.comparison``).
+
+    A champion that carries a calibration map gets its quality estimated (scope ``estimate``,
+    ``jobs.quality.estimates``); one without gets no estimate rows.
     """
     feature_bins, prediction_bins = bins
     group = list(cfg.input.partition_by)
@@ -53,9 +61,29 @@ def profile_partition(
                     dict(prediction_bins),
                     [(ch.tag, ch.output_columns(model.outputs)) for ch in challengers],
                     {ch.tag: ch.error_column for ch in challengers},
+                    estimate_of(model),
                 )
             )
         )
     )
     # The aggregates are a few rows per feature and metric: small enough for the driver.
-    return [r.asDict() for r in profile.collect()]
+    return derive_estimates([r.asDict() for r in profile.collect()])
+
+
+def estimate_of(model: ResolvedModel) -> Calibration | None:
+    """The champion's calibration map when it has one whose score and decision are among its
+    outputs (resolving checked its shape), else None: no estimate."""
+    if model.calibration is None:
+        return None
+    calibration = Calibration.from_map(model.calibration)
+    outputs = model.outputs.fieldNames()
+    if calibration.score not in outputs or calibration.decision not in outputs:
+        log.warning(
+            "model %s: lakescore/calibration.json maps %r and %r, not both among its outputs %s: no estimate",
+            model.uri,
+            calibration.score,
+            calibration.decision,
+            outputs,
+        )
+        return None
+    return calibration
