@@ -93,6 +93,7 @@ bench: setup ## scoring throughput (ours vs spark_udf vs predict), a challenger'
 	$(PY) -m bench.scoring --rows $(ROWS)
 	$(PY) -m bench.challengers --rows $(ROWS)
 	$(PY) -m bench.io --rows $(ROWS) --rounds 3
+	$(PY) -m bench.evaluation --rows $(ROWS)
 
 PACK_VENV := build/pack-venv
 ENV_ARCHIVE := dist/lakescore-env.tar.gz

@@ -5,8 +5,10 @@ and writes each model version's label coverage, counts, sufficient statistics an
 their intervals, ``provisional`` or ``final``, to the evaluation table (a partition's rows replaced
 when it is evaluated again) and its history (appended). Run it daily, after the labels land.
 
-Exit codes: 0 success, 2 usage/config error (no ``evaluation`` section, a missing table or column,
-a bad partition; nothing written), 1 anything else.
+Exit codes: 0 success, 4 model degraded: retraining recommended (``evaluation.degradation``'s rule
+holds for the serving version; the signal is in the signals table and tagged on the version), 2
+usage/config error (no ``evaluation`` section, a missing table or column, a bad partition; nothing
+written), 1 anything else (retry: a rerun replaces what this one wrote and finds the same signal).
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import datetime as dt
 import logging
 import sys
 
+from pyspark.sql import SparkSession
+
 from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
-from jobs.quality.evaluation import CHALLENGER, ModelEvaluation
+from jobs.quality.evaluation import CHALLENGER, ModelEvaluation, partition_date
 from jobs.quality.metrics import MetricValue
+from jobs.quality.windows import WindowError, WindowResult, parse_window, roll_up
 from jobs.run.evaluation import EvaluationError, EvaluationPlan, EvaluationResult, evaluate, plan_evaluation
-from jobs.run.outcome import EXIT_FAILED, EXIT_USAGE
-from jobs.run.partition_spec import PartitionError
+from jobs.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_error
+from jobs.run.partition_spec import PartitionError, partition_label
 from jobs.session import spark_session
-from jobs.tables import StorageCredentialsError
+from jobs.tables import StorageCredentialsError, resolve_engine
 
 log = logging.getLogger("lakescore.evaluate")
 
@@ -55,9 +60,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--window",
+        metavar="Nd",
+        help="also roll up the N days ending at the newest partition evaluated (e.g. 7d) from the evaluation "
+        "table's statistics into evaluation.windows",
+    )
     args = p.parse_args(argv)
     if args.end and not args.start:
         p.error("--to needs --from")
+    try:
+        args.window_days = parse_window(args.window) if args.window else None
+    except WindowError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -85,7 +100,9 @@ def _model_line(m: ModelEvaluation) -> str:
 
 def summary(cfg: JobConfig, plan: EvaluationPlan, result: EvaluationResult) -> str:
     e = cfg.evaluation
-    status = {0: "succeeded", 1: "failed", 2: "rejected"}.get(result.exit_code, "failed")
+    status = {0: "succeeded", 1: "failed", 2: "rejected", 4: "model degraded: retraining recommended"}.get(
+        result.exit_code, "failed"
+    )
     lines = [
         f"LakeScore evaluation {result.run_id}: {status} (exit {result.exit_code})",
         f"  labels            {e.labels} @ Delta version {plan.labels_version}",
@@ -99,8 +116,51 @@ def summary(cfg: JobConfig, plan: EvaluationPlan, result: EvaluationResult) -> s
             f"{c.get('labels_conflicting', 0):,.0f} conflicting (evaluation table version {p.version})"
         )
         lines += [_model_line(m) for m in p.models]
+    if e.degradation.enabled and result.judged:
+        name, version = result.judged
+        rule = e.degradation
+        lines.append(f"  retraining rule   {name} version {version}: {rule.k} of the last {rule.n} partitions")
+        if not result.signals:
+            lines.append("    no degradation")
+        for r in result.signals:
+            lines.append(
+                f"    SIGNAL {r.signal.kind} {r.signal.signal_id}{'' if r.new else ' (already raised)'}: {r.signal.describe()}"
+            )
+        if result.signals:
+            lines.append(f"    signals table     {e.signals}; registry tag lakescore.retraining=recommended")
+    if result.report:
+        lines.append(f"  report            {result.report}")
     lines += [f"  error             {error}" for error in result.errors]
     return "\n".join(lines)
+
+
+def _window_summary(w: WindowResult) -> str:
+    lines = [f"  window {w.window}     {w.start} to {w.end}, {len(w.partitions)} partitions (windows table version {w.version})"]
+    for m in w.models:
+        coverage = "-" if m.coverage is None else f"{m.coverage:.1%}"
+        lines.append(
+            f"    {m.role:<10} {m.model_name or '-'} version {m.model_version or '-'}: {m.partitions} partitions, "
+            f"labelled {coverage}, {m.maturity}; accuracy {_metric(m.metric('accuracy'))}; roc_auc {_metric(m.metric('roc_auc'))}"
+        )
+    return "\n".join(lines)
+
+
+def window(spark: SparkSession, cfg: JobConfig, plan: EvaluationPlan, result: EvaluationResult, days: int) -> str:
+    """Roll up the ``days`` ending at the newest partition this run evaluated; its summary, or the
+    error (then in ``result.errors`` too, and the run fails: exit 1 unless it already did worse)."""
+    done = {p.partition for p in result.partitions}
+    ends = [d for s in plan.partitions if partition_label(s) in done and (d := partition_date(s)) is not None]
+    try:
+        if not ends:
+            raise WindowError(f"window {days}d: no partition with a date was evaluated")
+        engine = resolve_engine(spark, cfg.engine)
+        return _window_summary(roll_up(spark, cfg, engine, days, max(ends), result.run_id, dt.datetime.now(dt.UTC)))
+    except Exception as exc:  # the partitions are written: the roll-up is the next run's to redo
+        log.error("window %dd failed", days, exc_info=exc)
+        result.errors.append(f"window {days}d: {describe_error(exc)}")
+        if result.exit_code == EXIT_OK:  # a degraded model's exit 4 still says so
+            result.exit_code = EXIT_FAILED
+        return f"  window {days}d     failed: {describe_error(exc)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     with spark_session(cfg.spark) as spark:
         result = evaluate(spark, cfg, plan)
+        if args.window_days:
+            print(window(spark, cfg, plan, result, args.window_days), flush=True)
     print(summary(cfg, plan, result), flush=True)
     return result.exit_code
 

@@ -52,6 +52,25 @@ def write_demo_input(path: Path, days: int, rows_per_day: int, start: dt.date = 
     return table.to_pandas()
 
 
+def drawn_labels(day: dt.date, rows: int, bad_fraction: float = 0.05) -> pd.DataFrame:
+    """The ``churned`` label the demo generator drew for each customer of ``day`` (write_demo_input
+    draws the same customers, ``rows`` a day from D1, and drops it)."""
+    from jobs.demo.data import customers
+
+    frame = customers(rows, seed=100 + (day - D1).days, ds=day, bad_fraction=bad_fraction)
+    frame = frame[frame["customer_id"].notna()].reset_index(drop=True)
+    return pd.DataFrame({"customer_id": frame["customer_id"].astype("int64"), "ds": day, "churned": frame["churned"]})
+
+
+def write_labels(path, frame: pd.DataFrame, mode: str) -> None:
+    """A labels table as a label feed writes it (delta-rs): customer_id, ds, churned, by ds."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    schema = pa.schema([pa.field("customer_id", pa.int64()), pa.field("ds", pa.date32()), pa.field("churned", pa.int64())])
+    write_deltalake(str(path), pa.Table.from_pandas(frame, schema=schema, preserve_index=False), mode=mode, partition_by=["ds"])
+
+
 def job_config(tmp_path, registry, **changes) -> str:
     """The shipped demo config with every table under tmp_path and the test registry's model: its path."""
     conf = yaml.safe_load((REPO / "conf/jobs/churn.yaml").read_text())

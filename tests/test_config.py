@@ -3,7 +3,16 @@ import copy
 import pytest
 import yaml
 
-from jobs.config import ConfigError, DegradationConfig, StepConfig, diff_steps, load_config, parse_config, pipeline_spec, steps_from_spec
+from jobs.config import (
+    ConfigError,
+    DegradationConfig,
+    StepConfig,
+    diff_steps,
+    load_config,
+    parse_config,
+    pipeline_spec,
+    steps_from_spec,
+)
 
 BASE = {
     "name": "churn",

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 from sklearn import metrics as skm
 
 from jobs.demo.data import customers
-from tests.helpers import D1, D2, delta, job_config, train_rival, write_demo_input
+from tests.helpers import D1, D2, delta, drawn_labels, job_config, train_rival, write_demo_input, write_labels
 
 ROWS = 200
 CHALLENGER = "models:/evaluate_rival_churn@challenger"
@@ -30,19 +30,7 @@ def rival(registry):
 
 
 def _churned(day: dt.date) -> pd.DataFrame:
-    """The ``churned`` label the demo generator drew for each customer of ``day`` (write_demo_input
-    draws the same customers and drops it)."""
-    frame = customers(ROWS, seed=100 + (day - D1).days, ds=day, bad_fraction=0.05)
-    frame = frame[frame["customer_id"].notna()].reset_index(drop=True)
-    return pd.DataFrame({"customer_id": frame["customer_id"].astype("int64"), "ds": day, "churned": frame["churned"]})
-
-
-def _write_labels(path, frame: pd.DataFrame, mode: str) -> None:
-    import pyarrow as pa
-    from deltalake import write_deltalake
-
-    schema = pa.schema([pa.field("customer_id", pa.int64()), pa.field("ds", pa.date32()), pa.field("churned", pa.int64())])
-    write_deltalake(str(path), pa.Table.from_pandas(frame, schema=schema, preserve_index=False), mode=mode, partition_by=["ds"])
+    return drawn_labels(day, ROWS)
 
 
 def _first_labels() -> pd.DataFrame:
@@ -80,7 +68,7 @@ def job(tmp_path_factory, registry, rival, spark):
     twice = scored.filter(pc.equal(scored["ds"], D1)).slice(7, 1)
     twice = twice.set_column(twice.schema.get_field_index("probability"), "probability", pc.subtract(1.0, twice["probability"]))
     write_deltalake(str(tmp / "scored"), twice, mode="append")
-    _write_labels(tmp / "labels", _first_labels(), "overwrite")
+    write_labels(tmp / "labels", _first_labels(), "overwrite")
     return conf, tmp
 
 
@@ -209,7 +197,7 @@ def test_a_rerun_after_more_labels_replaces_the_partition_and_the_history_keeps_
     conf, tmp = job
     first = first_run[1]
     two = _churned(D2)
-    _write_labels(tmp / "labels", two[two.index % 2 == 1], "append")  # the rest of day 2's labels land
+    write_labels(tmp / "labels", two[two.index % 2 == 1], "append")  # the rest of day 2's labels land
     assert main(["--conf", conf, "--partition", f"ds={D2}", "--as-of", "2024-07-01"]) == 0
     said = capsys.readouterr().out
     table = delta(tmp / "stats_evaluation")
@@ -339,8 +327,8 @@ def test_the_evaluation_section_defaults_to_the_jobs_keys_partitions_and_stats_t
 
 
 def test_the_demo_labels_are_the_churned_values_of_the_scored_customers_with_a_delay():
+    from jobs.demo.data import DEGRADED_AGE, input_table, labels_table
     from jobs.demo.data import NEVER_SCORED as EXTRA
-    from jobs.demo.data import input_table, labels_table
 
     start = dt.date(2024, 6, 1)
     labels = labels_table(4, 300, start).to_pandas()
@@ -348,12 +336,14 @@ def test_the_demo_labels_are_the_churned_values_of_the_scored_customers_with_a_d
     counts = labels.groupby("ds").size()
     assert start + dt.timedelta(days=3) not in counts.index  # the newest day: no labels yet
     assert 0.35 * 300 < counts[start + dt.timedelta(days=2)] < 0.65 * 300  # the day before: about half
+    degraded = 3 - DEGRADED_AGE  # the newest fully labelled day: churn drawn from another relation
     for i in range(3):
         day = start + dt.timedelta(days=i)
         truth = customers(300, seed=100 + i, ds=day, bad_fraction=0.01)
         mine = labels[labels["ds"] == day].merge(truth, on="customer_id", how="left", suffixes=("", "_drawn"))
         known = mine["churned_drawn"].notna()
-        assert (mine.loc[known, "churned"] == mine.loc[known, "churned_drawn"]).all()
+        same = (mine.loc[known, "churned"] == mine.loc[known, "churned_drawn"]).mean()
+        assert same < 0.8 if i == degraded else same == 1.0, (day, same)
         assert (~known).sum() == EXTRA  # customers that were never scored
         assert not set(mine.loc[~known, "customer_id"]) & set(scored["customer_id"].dropna())
 

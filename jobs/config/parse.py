@@ -24,11 +24,11 @@ from jobs.config.fields import (
 )
 from jobs.config.sections import (
     CONTRACT_TYPES,
+    DEGRADATION_METRICS,
     ENGINES,
     GATE_MODES,
     MAX_BATCH_SIZE,
     MAX_TOP_K,
-    DEGRADATION_METRICS,
     ContractConfig,
     DegradationConfig,
     DriftConfig,

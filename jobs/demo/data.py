@@ -75,6 +75,17 @@ LABELS_SCHEMA = pa.schema([pa.field("customer_id", pa.int64()), pa.field("ds", p
 LABELLED_SHARE = (0.0, 0.5)
 LABELLED_AT_LAST = 0.98
 NEVER_SCORED = 5  # label rows per labelled day for customers the scoring input never had
+# the newest fully labelled day (2024-06-03 of make demo's five) is the day churn changed its causes:
+# long-standing customers leave and support calls stop mattering, so the model degrades there
+DEGRADED_AGE = len(LABELLED_SHARE)
+
+
+def changed_churn(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """``churned`` of the degraded day: drawn again from another relation between features and churn."""
+    tenure = frame["tenure_months"].astype("float64").fillna(0).to_numpy()
+    monthly = frame["monthly_charges"].fillna(frame["monthly_charges"].median()).to_numpy()
+    logit = -3.0 + 0.05 * tenure + 0.01 * monthly - 0.6 * (frame["plan"] == "premium").to_numpy()
+    return (np.random.default_rng(seed).random(len(frame)) < 1 / (1 + np.exp(-logit))).astype("int64")
 
 
 def _days(days: int, rows_per_day: int, start: dt.date, bad_fraction: float) -> list[pd.DataFrame]:
@@ -93,10 +104,14 @@ def labels_table(days: int, rows_per_day: int, start: dt.date, bad_fraction: flo
     """The labels of the input ``input_table`` makes with the same arguments: ``churned`` of the same
     customers on the same days, as a label feed delivers them weeks later: the newest days
     unlabelled or in part (``LABELLED_SHARE``), and per labelled day a few rows for customers that
-    were never scored (ids above the day's). Rows without a customer id have no label."""
+    were never scored (ids above the day's). Rows without a customer id have no label. The day
+    ``DEGRADED_AGE`` days before the newest has its churn drawn from another relation
+    (:func:`changed_churn`): the model, trained on the old one, degrades there."""
     frames = []
     for i, frame in enumerate(_days(days, rows_per_day, start, bad_fraction)):
         age, seed = days - 1 - i, 100 + i  # the seed customers() drew the day with
+        if age == DEGRADED_AGE:
+            frame = frame.assign(churned=changed_churn(frame, seed + 3_000))
         share = LABELLED_SHARE[age] if age < len(LABELLED_SHARE) else LABELLED_AT_LAST
         arrived = np.random.default_rng(seed + 1_000).random(len(frame)) < share
         rows = frame.loc[arrived & frame["customer_id"].notna(), ["customer_id", "ds", "churned"]]

@@ -52,7 +52,7 @@ class Point:
     coverage: float | None = None
     bound: float | None = None  # the histogram's error bound (AUC, AP)
     estimated: float | None = None  # the confidence-based estimate made before the labels
-    error: float | None = None  # realized - estimated, as the evaluation wrote it
+    error: float | None = None  # estimated - realized, as the evaluation wrote it
 
 
 def _natural(label: str) -> list[Any]:

@@ -18,8 +18,10 @@ from jobs.config import EvaluationConfig, JobConfig
 from jobs.logs import set_run_id
 from jobs.quality import evaluation as ev
 from jobs.quality.evaluation_table import write_evaluation
-from jobs.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_error, is_usage_error
+from jobs.report.evaluation import write_evaluation_report
+from jobs.run.outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_error, is_usage_error
 from jobs.run.partition_spec import PartitionError, parse_partition, partition_label, partition_sort_key
+from jobs.run.signals import Raised, judge
 from jobs.tables import read_table, resolve_engine, table_exists, table_schema, table_version
 from jobs.tables.embedded.snapshot import open_table
 from transforms.evaluation import Settings
@@ -143,6 +145,9 @@ class EvaluationResult:
     exit_code: int = EXIT_OK
     partitions: list[PartitionEvaluation] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    judged: tuple[str, str] | None = None  # the model version the retraining rule judged
+    signals: list[Raised] = field(default_factory=list)
+    report: str | None = None  # the evaluation report's path
 
 
 def _read(spark: SparkSession, path: str, engine: str, spec: Mapping[str, Any], version: int | None = None) -> DataFrame:
@@ -154,7 +159,10 @@ def evaluate_partition(
 ) -> tuple[list[ev.ModelEvaluation], dict[str, float]]:
     """The partition's labels (at the plan's version) joined to the champion's scores and the
     challengers' (the shadow table's partition, when there is one): counts, one aggregation of
-    statistics, the metrics."""
+    statistics, the metrics; beside the champion's, its estimate from before the labels (the stats
+    table's scope ``estimate`` rows of the partition, a handful)."""
+    from jobs.quality.estimates import LONG, wanted_rows
+
     e = cfg.evaluation
     c = ev.Columns(tuple(k for k in e.keys if k not in e.partition_by), cast(str, e.label), e.output_column, e.decision_column)
     labels = ev.label_rows(_read(spark, cast(str, e.labels), engine, spec, plan.labels_version), c)
@@ -171,7 +179,23 @@ def evaluate_partition(
         rows.unpersist()
     label_totals = {k: float(v or 0) for k, v in (label_counts.asDict() if label_counts else {}).items()}
     judgement = ev.Judgement(ev.partition_date(spec), plan.as_of, e.horizon_days, e.min_labelled)
-    return ev.evaluations(counts, label_totals, stats, e.output_column, judgement), label_totals
+    estimated: list[dict[str, Any]] = []
+    if table_exists(cfg.output.stats, engine):
+        found = _read(spark, cfg.output.stats, engine, spec)
+        if "model_version" in found.columns:  # a stats table from before it has no estimates either
+            estimated = [r.asDict() for r in found.where(wanted_rows(cfg.name)).select("run_id", "computed_at", *LONG).collect()]
+    return ev.evaluations(counts, label_totals, stats, e.output_column, judgement, estimated), label_totals
+
+
+def _age_rows(m: ev.ModelEvaluation, spec: Mapping[str, Any], as_of: dt.date) -> list[dict[str, Any]]:
+    """``label_age_days``: how long the labels had to arrive, from the partition's day to the day
+    judged (none for a partition without a day)."""
+    day = ev.partition_date(spec)
+    if day is None:
+        return []
+    model = {"role": m.role, "model_name": m.model_name, "model_version": m.model_version}
+    cell = {"scope": ev.EVALUATION, "column": ev.TABLE, "metric": "label_age_days", "bucket": None}
+    return [{**cell, **model, "value": float((as_of - day).days), "maturity": m.maturity, "label_coverage": m.coverage}]
 
 
 def evaluate(spark: SparkSession, cfg: JobConfig, plan: EvaluationPlan) -> EvaluationResult:
@@ -199,7 +223,7 @@ def evaluate(spark: SparkSession, cfg: JobConfig, plan: EvaluationPlan) -> Evalu
                 "computed_at": computed_at,
                 **spec,
             }
-            rows = [{**r, **common} for m in models for r in m.rows]
+            rows = [{**r, **common} for m in models for r in (*m.rows, *_age_rows(m, spec, plan.as_of))]
             written = write_evaluation(spark, paths, engine, rows, plan.partition_fields, spec, label, run_id)
             result.partitions.append(PartitionEvaluation(label, models, counts, written.version))
         except Exception as exc:  # each partition is its own unit
@@ -211,5 +235,45 @@ def evaluate(spark: SparkSession, cfg: JobConfig, plan: EvaluationPlan) -> Evalu
                 failed = True
                 result.errors.append(f"partition {label}: {describe_error(exc)}")
                 log.error("partition %s failed", label, exc_info=exc)
-    result.exit_code = EXIT_FAILED if failed else EXIT_USAGE if usage else EXIT_OK
+    if not failed and e.degradation.enabled:
+        failed = not _judge(spark, cfg, engine, result, computed_at)
+    _report(spark, cfg, engine, plan, result)
+    exit_degraded = EXIT_DEGRADED if result.signals else EXIT_OK
+    result.exit_code = EXIT_FAILED if failed else EXIT_USAGE if usage else exit_degraded
     return result
+
+
+def _report(spark: SparkSession, cfg: JobConfig, engine: str, plan: EvaluationPlan, result: EvaluationResult) -> None:
+    """The evaluation report over every partition the table has; one that cannot be written is a
+    warning, not another exit code (the tables hold everything it shows)."""
+    signals = [{**r.signal.record(), "description": r.signal.describe(), "new": r.new} for r in result.signals]
+    try:
+        result.report = write_evaluation_report(spark, cfg, engine, result.run_id, plan.labels_version, signals)
+        log.info("evaluation report %s", result.report)
+    except Exception as exc:
+        log.warning("could not write the evaluation report: %s", describe_error(exc))
+
+
+def serving_model(result: EvaluationResult) -> tuple[str, str] | None:
+    """The champion version of the run's newest partition that has one: the version serving now."""
+    for p in reversed(result.partitions):
+        champion = p.models[0] if p.models else None
+        if champion is not None and champion.model_name and champion.model_version:
+            return champion.model_name, champion.model_version
+    return None
+
+
+def _judge(spark: SparkSession, cfg: JobConfig, engine: str, result: EvaluationResult, computed_at: dt.datetime) -> bool:
+    """Apply the retraining rule to the serving version; False when it could not be applied (a
+    registry that does not answer, a table that cannot be read: exit 1, the rerun judges again)."""
+    result.judged = serving_model(result)
+    if result.judged is None:
+        log.info("no partition of this run has a champion version to judge")
+        return True
+    try:
+        result.signals = judge(spark, cfg, engine, result.judged, result.run_id, computed_at)
+    except Exception as exc:
+        result.errors.append(f"retraining rule for {result.judged[0]} version {result.judged[1]}: {describe_error(exc)}")
+        log.error("could not apply the retraining rule", exc_info=exc)
+        return False
+    return True

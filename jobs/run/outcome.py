@@ -20,6 +20,7 @@ from transforms.scoring import ModelInputError, scoring_error_line
 from transforms.sql_guard import UnsafeExpressionError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+EXIT_DEGRADED = 4  # the evaluation job: the model degraded, retraining recommended (a signal was raised)
 # errors that say the job was asked something it cannot do: exit 2, retrying will not help
 USAGE_ERRORS = (
     ConfigError,
