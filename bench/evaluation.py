@@ -4,9 +4,9 @@ against a bare ``join + groupBy`` of the same rows, in one run on the same Parqu
 * ``bare join + groupBy``: the model rows left-joined to the labels on the key, then one
   aggregation by version and score bin (1000 bins) of the confusion counts and the per-class
   histogram: what any evaluation must at least do;
-* ``lakescore``: what ``jobs/run/evaluation.py::evaluate_partition`` runs (``label_rows``,
-  ``model_rows``, ``joined`` persisted, ``model_counts``, ``label_counts``, ``statistics`` with the
-  default settings: 1000 bins, 50 bootstrap replicates), then the metrics in Python;
+* ``lakescore``: what ``jobs/run/evaluation.py::evaluate_partition`` runs (``model_rows``, then
+  ``jobs.quality.evaluation.joined_statistics`` with the default settings: 1000 bins, 50 bootstrap
+  replicates over 1000 key buckets), then the metrics in Python;
 * ``lakescore, no replicates``: the same with ``replicates=0``, to show what the bootstrap costs.
 
 Each case runs with the champion alone and with one challenger (a shadow table of the same keys).
@@ -100,15 +100,8 @@ def lakescore(settings: Settings) -> Callable[[SparkSession, dict[str, str], boo
     the metrics from the collected statistics."""
 
     def run(spark: SparkSession, paths: dict[str, str], challenger: bool) -> None:
-        labels = ev.label_rows(spark.read.parquet(paths["labels"]), COLUMNS)
-        rows = ev.joined(_models(spark, paths, challenger), labels, COLUMNS).persist()
-        try:
-            counts = [r.asDict() for r in ev.model_counts(rows).collect()]
-            label_counts = ev.label_counts(labels).first()
-            stats = [r.asDict() for r in ev.statistics(rows, COLUMNS, settings).collect()]
-        finally:
-            rows.unpersist()
-        totals = {k: float(v or 0) for k, v in (label_counts.asDict() if label_counts else {}).items()}
+        labels = spark.read.parquet(paths["labels"])
+        counts, totals, stats = ev.joined_statistics(_models(spark, paths, challenger), labels, COLUMNS, settings)
         judgement = ev.Judgement(None, dt.date(2024, 7, 1), 30, 0.9)  # no day: judged on coverage
         ev.evaluations(counts, totals, stats, COLUMNS.score, judgement)
 

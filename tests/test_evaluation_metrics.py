@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 from scipy import stats as scipy_stats
 from sklearn import metrics as skm
 
@@ -20,13 +21,13 @@ from jobs.quality.metrics import (
     regression_metrics,
     wilson_interval,
 )
+from transforms.bootstrap import poisson_weight, row_weight
 from transforms.evaluation import (
     BinaryTarget,
     PairedTarget,
     RegressionTarget,
     Settings,
     evaluation_statistics,
-    poisson_weight,
 )
 
 DAYS = ("2024-03-01", "2024-03-02")
@@ -117,9 +118,15 @@ def _binary_truth(rows, day=None):
     return y, p, d, a
 
 
-def test_the_statistics_are_one_aggregation(frame):
+def test_the_statistics_are_one_aggregation_of_the_rows(frame):
+    """One aggregation reads the rows; the replicates are drawn by a second one over its output
+    (buckets x statistics), a chain, not a second pass over the input."""
     df = frame[1].transform(evaluation_statistics(TARGETS, ["id"], ["day"]))
-    assert df._jdf.queryExecution().optimizedPlan().toString().count("Aggregate [") == 1
+    plan = df._jdf.queryExecution().optimizedPlan().toString()
+    assert plan.count("Aggregate [") == 2
+    assert plan.count("LogicalRDD") + plan.count("LocalRelation") == 1  # the input, once
+    without = frame[1].transform(evaluation_statistics(TARGETS, ["id"], ["day"], Settings(replicates=0)))
+    assert without._jdf.queryExecution().optimizedPlan().toString().count("Aggregate [") == 1
 
 
 @pytest.mark.parametrize("day", [*DAYS, None])
@@ -319,17 +326,22 @@ def test_paired_statistics_give_mcnemar_counts_and_a_paired_delta_auc(data):
 
 
 def test_replicate_weights_are_deterministic_poisson_one_and_weigh_the_replicates(frame, data):
+    """A row weighs its key's bucket's weight; the buckets' weights are Poisson(1), independent
+    across replicates, and the same in any order and partitioning."""
     rows, df = frame
-    cols = [poisson_weight(["id"], r).alias(f"w{r}") for r in range(20)]
+    cols = [row_weight(["id"], r, Settings().buckets).alias(f"w{r}") for r in range(20)]
     first = {r["id"]: tuple(r[1:]) for r in df.select("id", *cols).collect()}
     again = {r["id"]: tuple(r[1:]) for r in df.orderBy(df.id.desc()).repartition(3).select("id", *cols).collect()}
     assert first == again
-    w = np.array([first[r[1]] for r in rows], dtype=float)
-    assert w.mean() == pytest.approx(1.0, abs=0.02)
-    assert w.var() == pytest.approx(1.0, abs=0.05)
-    assert (w == 0).mean() == pytest.approx(math.exp(-1), abs=0.01)
-    assert abs(np.corrcoef(w[:, 0], w[:, 1])[0, 1]) < 0.1  # replicates independent of each other
+    spark = df.sparkSession
+    buckets = spark.range(20_000).select(*[poisson_weight([F.col("id").cast("int")], r).alias(f"w{r}") for r in range(20)])
+    wb = np.array([tuple(r) for r in buckets.collect()], dtype=float)
+    assert wb.mean() == pytest.approx(1.0, abs=0.02)
+    assert wb.var() == pytest.approx(1.0, abs=0.05)
+    assert (wb == 0).mean() == pytest.approx(math.exp(-1), abs=0.01)
+    assert abs(np.corrcoef(wb[:, 0], wb[:, 1])[0, 1]) < 0.1  # replicates independent of each other
     # the aggregation's replicates are weighed by these: the regression's weighted row counts and sums
+    w = np.array([first[r[1]] for r in rows], dtype=float)
     s = merge_statistics([r for r in data[1] if r["day"] == DAYS[0]], "amount")
     ok = np.array([r[0] == DAYS[0] and r[7] is not None for r in rows])
     amount = np.array([r[7] for r in rows], dtype=object)[ok].astype(float)

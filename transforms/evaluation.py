@@ -2,35 +2,32 @@
 :mod:`jobs.quality.metrics` derives the metrics from, as long rows like the stats table's, in one
 Spark aggregation. All are sums, so a window's statistics are its partitions' added up.
 
-Poisson-bootstrap replicates come from the same aggregation: row i weighs ``w_ir ~ Poisson(1)`` in
-replicate r, from a hash of its key (:func:`poisson_weight`), the same in every run and window and
-for both models of a paired comparison.
+Poisson-bootstrap replicates come from the same pass: the aggregation also sums each of ``buckets``
+hash buckets of the keys (:mod:`transforms.bootstrap`), and bucket b weighs ``w_br ~ Poisson(1)`` in
+replicate r, the same in every run and window and for both models of a pair: the bootstrap over
+random clusters of rows, one extra entry set per row instead of one per replicate (which had made
+the aggregation 20x a bare ``groupBy``, bench/RESULTS.md).
 
-Not ``transforms.stats._long`` (one wide row of aggregates): 1000 bins per class are 2,000
-``sum(when(bin = k))`` aggregates evaluated on every row, ~12,000 with 50 replicates; 2,000 alone took
-30 s to plan and 36 s to run on 4,000 rows. Here each row, once and once per replicate it weighs in,
-emits a few ``(key, value)`` entries (the key packs target, statistic, replicate and bin into a long)
-that one ``groupBy(group..., key).agg(sum)`` adds up.
+Not one wide row of aggregates (``transforms.stats._long``): 2,000 ``sum(when(bin = k))`` took 30 s
+to plan on 4,000 rows. Each row emits a few ``(key, value)`` entries (the key packs target, statistic,
+replicate or bucket, and bin into a long) that one ``groupBy(group..., key).agg(sum)`` adds up.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from transforms.bootstrap import key_bucket, poisson_weight
 from transforms.numeric import not_finite
 
 SCOPE = "evaluation"
 BOOT = "boot_"  # prefix of a replicate's statistic: bucket "r" or "r:bin" (r from 0)
 # the settings, a row each per group and target (beside its ``n`` or ``paired_n``); never summed
-CONSTANTS = frozenset({"log_loss_eps", "score_bins", "boot_bins", "calib_bins", "replicates"})
-POISSON_MAX = 10  # weights above are cut to it: P(X >= 10) = 1.1e-7 for X ~ Poisson(1)
-# P(X <= k) for X ~ Poisson(1), k = 0 .. POISSON_MAX - 1: the weight is the first k with u < P(X <= k)
-POISSON_CDF = tuple(math.exp(-1.0) * sum(1.0 / math.factorial(j) for j in range(k + 1)) for k in range(POISSON_MAX))
+CONSTANTS = frozenset({"log_loss_eps", "score_bins", "boot_bins", "calib_bins", "replicates", "boot_buckets"})
 
 
 @dataclass(frozen=True)
@@ -41,13 +38,15 @@ class Settings:
     precision), ``boot_bins`` for the replicates' (coarser: a replicate's histogram is
     ``2 * boot_bins`` rows, and ``score_bins`` must be a multiple, so a coarse bin is a union of fine
     ones), ``calibration_bins`` for ECE, ``eps`` the log-loss clip, ``replicates`` the bootstrap's R
-    (0: no replicates), ``seed`` mixed into the replicate weights' hash.
+    (0: no replicates), ``buckets`` the hash buckets the replicates weigh, ``seed`` mixed into the
+    replicate weights' hash.
     """
 
     score_bins: int = 1000
     boot_bins: int = 100
     calibration_bins: int = 10
     replicates: int = 50
+    buckets: int = 1000
     eps: float = 1e-15
     seed: int = 0
 
@@ -56,6 +55,8 @@ class Settings:
             raise ValueError("evaluation settings: bin counts must be at least 1")
         if self.score_bins % self.boot_bins:
             raise ValueError(f"evaluation settings: score_bins {self.score_bins} is no multiple of boot_bins {self.boot_bins}")
+        if self.buckets < 1:
+            raise ValueError(f"evaluation settings: buckets must be at least 1, got {self.buckets}")
         if self.replicates < 0:
             raise ValueError(f"evaluation settings: replicates must be 0 or more, got {self.replicates}")
         if not 0.0 < self.eps < 0.5:
@@ -105,33 +106,22 @@ _ID = {name: i for i, name in enumerate(STATISTICS)}
 _R, _W, _E = "_eval_r", "_eval_w", "_eval_e"
 
 
-def poisson_weight(keys: Sequence[str], replicate: int | Column, seed: int = 0) -> Column:
-    """A row's weight in ``replicate``, ~ Poisson(1): the top 53 bits of ``xxhash64(keys...,
-    replicate, seed)`` as a uniform u in [0, 1), inverted through the Poisson(1) CDF (the first k with
-    u < P(X <= k), :data:`POISSON_CDF`, a CASE of ten branches; above 9 it is cut to 10).
-
-    The same key values (of the same types) give the same weight in any run and partitioning.
-    """
-    h = F.xxhash64(*[F.col(k) for k in keys], F.lit(replicate).cast("int"), F.lit(seed))
-    u = F.shiftrightunsigned(h, 11).cast("double") / F.lit(float(2**53))
-    weight = F.when(u < F.lit(POISSON_CDF[0]), F.lit(0))
-    for k, cdf in enumerate(POISSON_CDF[1:], start=1):
-        weight = weight.when(u < F.lit(cdf), F.lit(k))
-    return weight.otherwise(F.lit(POISSON_MAX))
-
-
 @dataclass(frozen=True)
 class _Packing:
     """(target, statistic, replicate, bin) <-> one long key, the aggregation's only grouping key beside
-    the groups; replicate -1 is the point estimate, bin -1 none."""
+    the groups; replicate -1 is the point estimate, bin -1 none. ``replicates``: the slots of the
+    replicate field, which holds a bucket before the replicates are drawn."""
 
     replicates: int
     bins: int
 
     def pack(self, target: int, statistic: str | Column, bin_: Column | None) -> Column:
         m = F.lit(_ID[statistic]) if isinstance(statistic, str) else statistic
-        key = (F.lit(target).cast("long") * len(STATISTICS) + m) * (self.replicates + 1) + (F.col(_R) + 1)
-        return key * (self.bins + 1) + (F.lit(0) if bin_ is None else bin_ + 1)
+        return self.repack(F.lit(target).cast("long"), m, F.col(_R), F.lit(-1) if bin_ is None else bin_)
+
+    def repack(self, target: Column, statistic: Column, replicate: Column, bin_: Column) -> Column:
+        key = (target.cast("long") * len(STATISTICS) + statistic) * (self.replicates + 1) + (replicate + 1)
+        return key * (self.bins + 1) + bin_ + 1
 
     def unpack(self, key: Column) -> tuple[Column, Column, Column, Column]:
         def divmod_(k: Column, d: int) -> tuple[Column, Column]:
@@ -276,13 +266,13 @@ def _paired_entries(t: PairedTarget, s: Settings, e: _Rows, w: Column) -> tuple[
 
 def _constants(target: Target, s: Settings) -> dict[str, float]:
     if isinstance(target, BinaryTarget):
-        names: tuple[str, ...] = ("score_bins", "boot_bins", "calib_bins", "log_loss_eps", "replicates")
+        names: tuple[str, ...] = ("score_bins", "boot_bins", "calib_bins", "log_loss_eps")
     elif isinstance(target, RegressionTarget):
-        names = ("replicates",)
+        names = ()
     else:
-        names = ("score_bins", "boot_bins", "replicates")
-    values = {"score_bins": s.score_bins, "boot_bins": s.boot_bins, "calib_bins": s.calibration_bins}
-    return {n: float({**values, "log_loss_eps": s.eps, "replicates": s.replicates}[n]) for n in names}
+        names = ("score_bins", "boot_bins")
+    values = {"score_bins": s.score_bins, "boot_bins": s.boot_bins, "calib_bins": s.calibration_bins, "log_loss_eps": s.eps}
+    return {n: float(values[n]) for n in names} | {"replicates": float(s.replicates), "boot_buckets": float(s.buckets)}
 
 
 def _entries(target: Target, s: Settings, e: _Rows, w: Column) -> tuple[list[Column], list[Column]]:
@@ -301,7 +291,7 @@ def evaluation_statistics(
 
     Every target: ``n`` (rows counted), ``unlabelled`` (null label; for regression also NaN/inf),
     ``missing_score`` (labelled, but a null, NaN or infinite score or prediction, or a decision outside
-    {0, 1}); none of these rows enter any other statistic. ``replicates`` (R).
+    {0, 1}); none of these rows enter any other statistic. ``replicates`` (R), ``boot_buckets``.
 
     Binary: ``invalid_label`` (label outside {0, 1}); ``tp``, ``fp``, ``fn``, ``tn`` (decision against
     label); ``score_hist_pos`` / ``score_hist_neg`` (bucket = bin index from 0 of ``score_bins`` equal
@@ -324,7 +314,7 @@ def evaluation_statistics(
     ``n`` and the sums above; paired the four histograms.
 
     Args:
-        keys: the columns identifying a row (the labels' key): its replicate weights hash them.
+        keys: the columns identifying a row (the labels' key): its bucket hashes them.
         group_by: the columns the statistics are per (partition columns, ``model_version``).
     """
     s = settings or Settings()
@@ -332,23 +322,18 @@ def evaluation_statistics(
         raise ValueError("evaluation statistics: no target")
     if len({t.column for t in targets}) != len(targets):
         raise ValueError(f"evaluation statistics: target columns must be unique, got {[t.column for t in targets]}")
-    packing = _Packing(s.replicates, max(s.score_bins, s.calibration_bins))
+    packing = _Packing(max(s.replicates, s.buckets), max(s.score_bins, s.calibration_bins))
 
     def _(df: DataFrame) -> DataFrame:
         point, boot, prepared = list[Column](), list[Column](), list[Column]()
         for i, target in enumerate(targets):
             rows_of = _Rows(i, packing)
-            p, b = _entries(target, s, rows_of, F.col(_W))
+            p, b = _entries(target, s, rows_of, F.lit(1.0))
             point, boot, prepared = point + p, boot + b, prepared + rows_of.prepared
-        # the replicate index (-1: the point estimate) is exploded, then its weight computed: the R
-        # weights built in one array made the generated code outgrow the JVM's 64 KB method limit
-        weight = F.when(F.col(_R) < 0, F.lit(1)).otherwise(poisson_weight(keys, F.col(_R), s.seed))
-        rows = (
-            df.select(*group_by, *[k for k in keys if k not in group_by], *prepared)
-            .select("*", F.explode(F.sequence(F.lit(-1), F.lit(s.replicates - 1))).alias(_R))
-            .select("*", weight.cast("double").alias(_W))
-            .where(F.col(_W) > 0)  # a row weighing 0 in a replicate adds nothing to it
-        )
+        # each row twice: its point entries (slot -1) and, when there are replicates, its bootstrap
+        # entries unweighted in its key's bucket's slot
+        modes = F.array(F.lit(-1), key_bucket(keys, s.buckets, s.seed)) if s.replicates else F.array(F.lit(-1))
+        rows = df.select(*group_by, *[k for k in keys if k not in group_by], *prepared).select("*", F.explode(modes).alias(_R))
         entries = F.when(F.col(_R) < 0, F.array(*point)).otherwise(F.array(*boot))
         summed = (
             rows.select(*group_by, F.explode(entries).alias(_E))
@@ -356,9 +341,29 @@ def evaluation_statistics(
             .groupBy(*group_by, F.col(f"{_E}.k").alias("key"))
             .agg(F.sum(f"{_E}.v").alias("value"))
         )
+        if s.replicates:
+            summed = _replicated(summed, group_by, s, packing)
         return summed.select(*group_by, F.inline(_decoded(targets, s, packing)))
 
     return _
+
+
+def _replicated(summed: DataFrame, group_by: Sequence[str], s: Settings, packing: _Packing) -> DataFrame:
+    """The point rows as they are, and each bucket's sums weighed into the replicates (bucket b
+    weighs w_br in replicate r) and added up: a second aggregation, over the first's rows (buckets x
+    statistics), not over the input's."""
+    t, m, b, bin_ = packing.unpack(F.col("key"))
+    point = b < 0
+    slots = F.when(point, F.array(F.lit(-1))).otherwise(F.sequence(F.lit(0), F.lit(s.replicates - 1)))
+    weight = F.when(F.col(_R) < 0, F.lit(1)).otherwise(poisson_weight([b.cast("int")], F.col(_R), s.seed))
+    key = F.when(F.col(_R) < 0, F.col("key")).otherwise(packing.repack(t, m, F.col(_R), bin_))
+    return (
+        summed.select(*group_by, "key", "value", F.explode(slots).alias(_R))
+        .select(*group_by, key.alias("key"), "value", weight.cast("double").alias(_W))
+        .where(F.col(_W) > 0)  # a bucket weighing 0 in a replicate adds nothing to it
+        .groupBy(*group_by, "key")
+        .agg(F.sum(F.col("value") * F.col(_W)).alias("value"))
+    )
 
 
 def _decoded(targets: Sequence[Target], s: Settings, packing: _Packing) -> Column:
@@ -388,12 +393,3 @@ def _decoded(targets: Sequence[Target], s: Settings, packing: _Packing) -> Colum
         constants = F.when(t == i, F.array(this, *consts)).otherwise(constants)
     anchor = point & m.isin(_ID["n"], _ID["paired_n"])
     return F.when(anchor, constants).otherwise(F.array(this))
-
-
-def paired_statistics(
-    target: PairedTarget, keys: Sequence[str], group_by: Sequence[str], settings: Settings | None = None
-) -> Callable[[DataFrame], DataFrame]:
-    """Champion against challenger on the same labelled rows: McNemar's discordant counts and both
-    models' histograms per replicate with the same weights (:func:`evaluation_statistics` with the one
-    paired target; pass it among the others to have them in the same aggregation)."""
-    return evaluation_statistics([target], keys, group_by, settings)

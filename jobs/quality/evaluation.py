@@ -20,8 +20,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.quality.estimates import estimate_rows
-from jobs.quality.metrics import MetricValue, Row, binary_metrics, merge_statistics, metric_rows, paired_metrics
-from transforms.evaluation import BinaryTarget, PairedTarget, Settings, Target, evaluation_statistics
+from jobs.quality.metrics import (
+    MetricValue,
+    Row,
+    is_regression,
+    merge_statistics,
+    metric_rows,
+    model_metrics,
+    paired_metrics,
+)
+from transforms.evaluation import BinaryTarget, PairedTarget, RegressionTarget, Settings, Target, evaluation_statistics
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 EVALUATION, PAIRED = "evaluation", "paired"  # the scopes: one model's rows; champion against a challenger
@@ -40,12 +48,14 @@ _LN, _LV, _SCOPE = "_lakescore_label_rows", "_lakescore_label_values", "_lakesco
 class Columns:
     """What is joined and judged: ``keys`` identify a row within a partition (the evaluation's keys
     that are not partition columns), ``label`` is the labels table's column, ``score`` and
-    ``decision`` the model outputs."""
+    ``decision`` the model outputs; ``regression``: the score is a prediction of a numeric label,
+    and there is no decision (nor a champion–challenger pairing, which is of decisions and AUCs)."""
 
     keys: tuple[str, ...]
     label: str
     score: str
     decision: str
+    regression: bool = False
 
     @property
     def paired(self) -> str:
@@ -61,7 +71,7 @@ def model_rows(scored: DataFrame, role: str, c: Columns) -> DataFrame:
         F.col("model_name").cast("string").alias("model_name"),
         F.col("model_version").cast("string").alias("model_version"),
         F.col(c.score).cast("double").alias(_S),
-        F.col(c.decision).cast("double").alias(_D),
+        (F.lit(None) if c.regression else F.col(c.decision)).cast("double").alias(_D),
     )
 
 
@@ -127,13 +137,34 @@ def statistics(rows: DataFrame, c: Columns, settings: Settings | None = None) ->
         F.lit(PAIRED).alias(_SCOPE), *MODEL, *keys, _Y, none.alias(_S), none.alias(_D), _CS, _CD, _HS, _HD
     )
     targets: list[Target] = [BinaryTarget(c.score, _Y, _S, _D), PairedTarget(c.paired, _Y, _CS, _CD, _HS, _HD)]
-    stats = models.unionByName(pairs).transform(evaluation_statistics(targets, c.keys, [_SCOPE, *MODEL], settings))
+    rows_of = models.unionByName(pairs)
+    if c.regression:
+        targets, rows_of = [RegressionTarget(c.score, _Y, _S)], models
+    stats = rows_of.transform(evaluation_statistics(targets, c.keys, [_SCOPE, *MODEL], settings))
     own = ((F.col(_SCOPE) == EVALUATION) & (F.col("column") == c.score)) | (
         (F.col(_SCOPE) == PAIRED) & (F.col("column") == c.paired)
     )
     return stats.where(own).select(
         F.col(_SCOPE).alias("scope"), *MODEL, F.lit(c.score).alias("column"), "metric", "bucket", "value"
     )
+
+
+def joined_statistics(
+    models: DataFrame, labels: DataFrame, c: Columns, settings: Settings | None = None
+) -> tuple[list[dict[str, Any]], dict[str, float], list[dict[str, Any]]]:
+    """One partition's Spark work: the labels (one row per key) and the joined rows kept, each read
+    once; collected, the versions' counts (:func:`model_counts`), the labels' (:func:`label_counts`,
+    0 when there are none) and the statistics (:func:`statistics`): aggregates, not rows."""
+    keyed = label_rows(labels, c).persist()
+    rows = joined(models, keyed, c).persist()
+    try:
+        counts = [r.asDict() for r in model_counts(rows).collect()]
+        totals = label_counts(keyed).first()
+        stats = [r.asDict() for r in statistics(rows, c, settings).collect()]
+    finally:
+        rows.unpersist()
+        keyed.unpersist()
+    return counts, {k: float(v or 0) for k, v in (totals.asDict() if totals else {}).items()}, stats
 
 
 def partition_date(spec: Mapping[str, Any]) -> dt.date | None:
@@ -230,14 +261,14 @@ def evaluations(
         n = {k: float(row.get(k) or 0) for k in MODEL_COUNTS if k != "labels_unscored"}
         n["labels_unscored"] = partition_counts["label_keys"] - n["labels_matched"]
         s = merge_statistics(mine, score_column, EVALUATION)
-        metrics = binary_metrics(s)
+        metrics = model_metrics(s)
         coverage = next(m.value for m in metrics if m.name == "label_coverage")
         state, why = maturity(judgement.day, judgement.as_of, judgement.horizon_days, coverage, judgement.min_labelled)
         labelled = s.get("n") + s.get("missing_score") + s.get("invalid_label")
         ev = ModelEvaluation(*model, n, metrics, coverage=coverage, maturity=state, why=why)
         ev.labelled, ev.evaluated = labelled, labelled + s.get("unlabelled")
         paired_state = PROVISIONAL
-        if model[0] == CHALLENGER:
+        if model[0] == CHALLENGER and not is_regression(s):
             ev.paired = paired_metrics(merge_statistics(mine, score_column, PAIRED))
             # a comparison is final when both models' evaluations are
             paired_state = FINAL if state == FINAL and out[0].maturity == FINAL else PROVISIONAL

@@ -171,6 +171,11 @@ def _boot(name: str, value: float | None, reason: str | None, replicates: Array,
     return MetricValue(name, value, lower, upper, why, **kw)
 
 
+def _debias(value: float | None, replicates: Array) -> float:
+    defined = replicates[~np.isnan(replicates)] if replicates.size else replicates
+    return 0.0 if value is None or defined.size == 0 else value - float(np.median(defined))
+
+
 def _proportion(name: str, k: float, n: float, reason: str, confidence: float) -> MetricValue:
     if n <= 0:
         return MetricValue(name, None, reason=reason)
@@ -244,7 +249,9 @@ def binary_metrics(s: Statistics, confidence: float = 0.95) -> list[MetricValue]
         *_ranking(s, "score_hist_pos", "score_hist_neg", none, confidence),
         _boot("log_loss", value(s.get("log_loss_sum"), n), none, _ratio(b["log_loss_sum"], bn), confidence),
         _boot("brier", value(s.get("brier_sum"), n), none, _ratio(b["brier_sum"], bn), confidence),
-        _boot("ece", value(gap, n), none, _ratio(boot_gap, bn), confidence),
+        # ECE sums absolute gaps, which resampling noise only widens: its replicates sit above it, and
+        # their percentiles are shifted by the bootstrap's bias (median - value) to centre on it
+        _boot("ece", value(gap, n), none, _ratio(boot_gap, bn), confidence, shift=_debias(value(gap, n), _ratio(boot_gap, bn))),
     ]
 
 
@@ -287,6 +294,22 @@ def regression_metrics(s: Statistics, confidence: float = 0.95) -> list[MetricVa
             confidence,
         ),
     ]
+
+
+def is_regression(s: Statistics) -> bool:
+    """Whether ``s`` are a regressor's statistics (its sums, no score bins)."""
+    return s.bins("score_bins") == 0 and any(metric == "sq_err_sum" for metric, _ in s.values)
+
+
+def model_metrics(s: Statistics, confidence: float = 0.95) -> list[MetricValue]:
+    """A model's metrics by what its statistics are: a regressor's (with its label coverage) or a
+    binary classifier's (:func:`binary_metrics`, also for no statistics at all)."""
+    if not is_regression(s):
+        return binary_metrics(s, confidence)
+    labelled = s.get("n") + s.get("missing_score")
+    total = labelled + s.get("unlabelled")
+    coverage = MetricValue("label_coverage", labelled / total if total else None, reason=None if total else "no rows")
+    return [coverage, *regression_metrics(s, confidence)]
 
 
 def paired_metrics(s: Statistics, confidence: float = 0.95) -> list[MetricValue]:

@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 from jobs.config import EvaluationConfig, JobConfig
 from jobs.logs import set_run_id
 from jobs.quality import evaluation as ev
+from jobs.quality.estimates import LONG, wanted_rows
 from jobs.quality.evaluation_table import write_evaluation
 from jobs.report.evaluation import write_evaluation_report
 from jobs.run.outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_error, is_usage_error
@@ -121,7 +122,9 @@ def plan_evaluation(
     labels_schema, scored_schema = table_schema(labels), table_schema(scored)
     joined = {k: "evaluation.keys" for k in e.keys} | {p: "evaluation.partition_by" for p in e.partition_by}
     _columns(labels, labels_schema, {cast(str, e.label): "evaluation.label", **joined}, "labels table")
-    outputs = {e.output_column: "evaluation.output_column", e.decision_column: "evaluation.decision_column"}
+    outputs = {e.output_column: "evaluation.output_column"}
+    if e.task == "binary":
+        outputs[e.decision_column] = "evaluation.decision_column"
     _columns(scored, scored_schema, {**joined, **outputs, **dict.fromkeys(LINEAGE, "lineage")}, "scored table")
     _check_types(labels, labels_schema, scored_schema, e)
     specs = _select(cfg, scored_schema, partitions, start, end)
@@ -161,26 +164,18 @@ def evaluate_partition(
     challengers' (the shadow table's partition, when there is one): counts, one aggregation of
     statistics, the metrics; beside the champion's, its estimate from before the labels (the stats
     table's scope ``estimate`` rows of the partition, a handful)."""
-    from jobs.quality.estimates import LONG, wanted_rows
-
     e = cfg.evaluation
-    c = ev.Columns(tuple(k for k in e.keys if k not in e.partition_by), cast(str, e.label), e.output_column, e.decision_column)
-    labels = ev.label_rows(_read(spark, cast(str, e.labels), engine, spec, plan.labels_version), c)
+    keys = tuple(k for k in e.keys if k not in e.partition_by)
+    c = ev.Columns(keys, cast(str, e.label), e.output_column, e.decision_column, regression=e.task == "regression")
+    labels = _read(spark, cast(str, e.labels), engine, spec, plan.labels_version)
     models = ev.model_rows(_read(spark, cfg.output.scored, engine, spec), ev.CHAMPION, c)
     shadow = cast(str, cfg.output.shadow)
     if table_exists(shadow, engine):
         models = models.unionByName(ev.model_rows(_read(spark, shadow, engine, spec), ev.CHALLENGER, c))
-    rows = ev.joined(models, labels, c).persist()
-    try:
-        counts = [r.asDict() for r in ev.model_counts(rows).collect()]
-        label_counts = ev.label_counts(labels).first()
-        stats = [r.asDict() for r in ev.statistics(rows, c, Settings()).collect()]
-    finally:
-        rows.unpersist()
-    label_totals = {k: float(v or 0) for k, v in (label_counts.asDict() if label_counts else {}).items()}
+    counts, label_totals, stats = ev.joined_statistics(models, labels, c, Settings())
     judgement = ev.Judgement(ev.partition_date(spec), plan.as_of, e.horizon_days, e.min_labelled)
     estimated: list[dict[str, Any]] = []
-    if table_exists(cfg.output.stats, engine):
+    if not c.regression and table_exists(cfg.output.stats, engine):  # CBPE estimates a classifier
         found = _read(spark, cfg.output.stats, engine, spec)
         if "model_version" in found.columns:  # a stats table from before it has no estimates either
             estimated = [r.asDict() for r in found.where(wanted_rows(cfg.name)).select("run_id", "computed_at", *LONG).collect()]
