@@ -24,7 +24,7 @@ from jobs.config import ConfigError, JobConfig, load_config
 from jobs.logs import setup_logging
 from jobs.quality.evaluation import CHALLENGER, ModelEvaluation, partition_date
 from jobs.quality.metrics import MetricValue
-from jobs.quality.windows import WindowError, WindowResult, parse_window, roll_up
+from jobs.quality.windows import WindowError, WindowModel, WindowResult, parse_window, roll_up
 from jobs.run.evaluation import EvaluationError, EvaluationPlan, EvaluationResult, evaluate, plan_evaluation
 from jobs.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_error
 from jobs.run.partition_spec import PartitionError, partition_label
@@ -85,14 +85,20 @@ def _metric(m: MetricValue | None, digits: int = 3) -> str:
     return text + (f" ±{m.error_bound:.1g}" if m.error_bound else "")
 
 
+def _headline(m: ModelEvaluation | WindowModel) -> list[str]:
+    """A classifier's accuracy and ROC AUC, or a regressor's MAE and RMSE, with their intervals."""
+    shown = ("accuracy", "roc_auc") if m.metric("accuracy") else ("mae", "rmse")
+    return [f"{name} {_metric(m.metric(name))}" for name in shown]
+
+
 def _model_line(m: ModelEvaluation) -> str:
     coverage = "-" if m.coverage is None else f"{m.coverage:.1%}"
     head = (
         f"    {m.role:<10} {m.model_name or '-'} version {m.model_version or '-'}: labelled {m.labelled:,.0f} of "
         f"{m.evaluated:,.0f} ({coverage}), {m.maturity}" + (f" ({m.why})" if m.why else "")
     )
-    said = [f"accuracy {_metric(m.metric('accuracy'))}", f"roc_auc {_metric(m.metric('roc_auc'))}"]
-    if m.role == CHALLENGER:
+    said = _headline(m)
+    if m.role == CHALLENGER and m.paired:
         said += [f"mcnemar p {_metric(m.metric('mcnemar_p_value'), 4)}", f"Δauc {_metric(m.metric('delta_roc_auc'), 4)}"]
     said.append(f"labels never scored {m.counts['labels_unscored']:,.0f}, keys scored twice {m.counts['scored_duplicates']:,.0f}")
     return head + "\n      " + "; ".join(said)
@@ -140,7 +146,7 @@ def _window_summary(w: WindowResult) -> str:
         coverage = "-" if m.coverage is None else f"{m.coverage:.1%}"
         lines.append(
             f"    {m.role:<10} {m.model_name or '-'} version {m.model_version or '-'}: {m.partitions} partitions, "
-            f"labelled {coverage}, {m.maturity}; accuracy {_metric(m.metric('accuracy'))}; roc_auc {_metric(m.metric('roc_auc'))}"
+            f"labelled {coverage}, {m.maturity}; " + "; ".join(_headline(m))
         )
     return "\n".join(lines)
 

@@ -318,6 +318,7 @@ HASHED = {
     "evaluation.decision_column": ("decision", False),
     "evaluation.degradation": (DegradationConfig((("roc_auc", 0.1),), 1, 2, 0.3), False),
     "evaluation.signals": ("/u/signals", False),
+    "evaluation.task": ("regression", False),
 }
 
 

@@ -132,6 +132,34 @@ def test_the_metrics_equal_scikit_learns_on_the_joined_rows(job, first_run, role
     assert set(table["labels_version"]) == {0}
 
 
+def test_a_regression_evaluation_gives_scikit_learns_errors_on_the_joined_rows(job, first_run):
+    """evaluation.task: regression takes the score as a prediction of the label (here the
+    probability of churn against 0/1): MAE, RMSE, bias, R² and coverage, no decision, no pairing."""
+    from jobs.evaluate import main
+
+    conf, tmp = job
+    out = tmp / "regression_evaluation"
+    argv = ["--conf", conf, "--partition", f"ds={D1.isoformat()}", "--as-of", "2024-07-02"]
+    assert main([*argv, "--set", "evaluation.task=regression", "--set", f"evaluation.output={out}"]) == 0
+    table = delta(out)
+    rows = _joined(tmp, D1, _first_labels())
+    for role in ("champion", "challenger"):
+        labelled = rows[(rows["role"] == role) & rows["churned"].notna()]
+        y, p = labelled["churned"].astype(float), labelled["probability"]
+        expected = {
+            "mae": skm.mean_absolute_error(y, p),
+            "rmse": skm.mean_squared_error(y, p) ** 0.5,
+            "bias": float((p - y).mean()),
+            "r2": skm.r2_score(y, p),
+            "label_coverage": len(labelled) / (rows["role"] == role).sum(),
+        }
+        for metric, value in expected.items():
+            assert _value(table, D1, role, metric) == pytest.approx(value, rel=1e-9), (role, metric)
+        lower, upper = _value(table, D1, role, "mae", bucket="lower"), _value(table, D1, role, "mae", bucket="upper")
+        assert lower < expected["mae"] < upper
+    assert not set(table["metric"]) & {"accuracy", "tp", "mcnemar_p_value"}  # no decision, no pairing
+
+
 def test_labels_never_scored_and_keys_scored_twice_are_counted_not_dropped(job, first_run):
     _, table = first_run
     tmp = job[1]

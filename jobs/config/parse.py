@@ -145,10 +145,12 @@ EVALUATION_KEYS = {
     "output",
     "output_column",
     "decision_column",
+    "task",
     "degradation",
     "signals",
 }
 MAX_HORIZON_DAYS = 36_500
+EVALUATION_TASKS = ("binary", "regression")
 MAX_WINDOW_PARTITIONS = 1_000
 
 
@@ -207,9 +209,12 @@ def _evaluation(raw: Any, where: Where, keys: tuple[str, ...], inp: InputConfig,
         raise (where / "partition_by").error("at least one partition column is required (e.g. [ds])")
     if label in (*eval_keys, *partition_by):
         raise (where / "label").error(f"{label!r} is a key or partition column, not a label")
+    task = e.get("task", "binary")
+    if task not in EVALUATION_TASKS:
+        raise (where / "task").error(f"expected one of {list(EVALUATION_TASKS)}, got {task!r}")
     output_column = identifier(e.get("output_column", "probability"), where / "output_column")
     decision_column = identifier(e.get("decision_column", "label"), where / "decision_column")
-    if output_column == decision_column:
+    if task == "binary" and output_column == decision_column:
         raise (where / "decision_column").error(f"the decision must be another model output than the score {output_column!r}")
     default_output = f"{out.stats.rstrip('/')}_evaluation"
     cfg = EvaluationConfig(
@@ -220,6 +225,7 @@ def _evaluation(raw: Any, where: Where, keys: tuple[str, ...], inp: InputConfig,
         horizon_days=bounded_int(e.get("horizon_days", 30), where / "horizon_days", 0, MAX_HORIZON_DAYS, "days"),
         min_labelled=rate(e.get("min_labelled", 0.9), where / "min_labelled"),
         output=table_path(e["output"], where / "output") if e.get("output") is not None else default_output,
+        task=task,
         output_column=output_column,
         decision_column=decision_column,
         degradation=_degradation(e.get("degradation"), where / "degradation"),

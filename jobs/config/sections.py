@@ -176,8 +176,9 @@ class EvaluationConfig:
     horizon_days: int = 30  # days until a partition's labels are complete
     min_labelled: float = 0.9  # share of the scored rows labelled for a partition to be final
     output: str | None = None  # the evaluation table; default <stats>_evaluation
-    output_column: str = "probability"  # the model output that is the score
-    decision_column: str = "label"  # the model output that is the decision
+    task: str = "binary"  # binary (a probability and a 0/1 decision) or regression (a number)
+    output_column: str = "probability"  # the model output that is the score (regression: the prediction)
+    decision_column: str = "label"  # the model output that is the decision (binary only)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     signals: str | None = None  # the retraining signals table; default <stats>_signals
 

@@ -16,7 +16,7 @@ from pyspark.sql import types as T
 
 from jobs.config import JobConfig
 from jobs.quality.evaluation import CHALLENGER, EVALUATION, FINAL, MODEL, PAIRED, PROVISIONAL, TABLE, partition_date
-from jobs.quality.metrics import MetricValue, Row, binary_metrics, merge_statistics, metric_rows, paired_metrics
+from jobs.quality.metrics import MetricValue, Row, is_regression, merge_statistics, metric_rows, model_metrics, paired_metrics
 from jobs.run.partition_spec import partition_label, partition_sort_key
 from jobs.tables import read_table, table_exists, write_table
 from transforms.evaluation import BOOT, CONSTANTS, STATISTICS
@@ -142,8 +142,11 @@ def window_models(summed: Sequence[Mapping[str, Any]], column: str) -> tuple[lis
     models, out = [], []
     for model in sorted(by_model, key=lambda m: (m[0] != "champion", str(m[1]), str(m[2]))):
         mine = by_model[model]
-        metrics = binary_metrics(merge_statistics(mine, column, EVALUATION))
-        paired = paired_metrics(merge_statistics(mine, column, PAIRED)) if model[0] == CHALLENGER else []
+        own = merge_statistics(mine, column, EVALUATION)
+        metrics = model_metrics(own)
+        paired = (
+            paired_metrics(merge_statistics(mine, column, PAIRED)) if model[0] == CHALLENGER and not is_regression(own) else []
+        )
         coverage = next(m.value for m in metrics if m.name == "label_coverage")
         scopes = {EVALUATION: (0, PROVISIONAL), PAIRED: (0, PROVISIONAL)} | {
             r["scope"]: (r["partitions"], r["maturity"]) for r in mine
