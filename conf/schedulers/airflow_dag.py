@@ -105,14 +105,20 @@ def retrain(conf: str, ds: str) -> None:
         raise AirflowException(f"the retraining command exited {code}; Airflow will retry")
 
 
+# one run per logical date, retries for exit 1 (the others fail without: see check_exit)
+DAG_ARGS = {
+    "start_date": dt.datetime(2024, 6, 1, tzinfo=dt.UTC),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": {"retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    "tags": ["lakescore"],
+}
+
+
 @dag(
     dag_id="lakescore_churn",
     schedule="15 2 * * *",
-    start_date=dt.datetime(2024, 6, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5)},
-    tags=["lakescore"],
+    **DAG_ARGS,
 )
 def lakescore_churn():
     @task(task_id="score")
@@ -125,11 +131,7 @@ def lakescore_churn():
 @dag(
     dag_id="lakescore_churn_evaluation",
     schedule="15 6 * * *",  # after the scoring (02:15) and after the labels land
-    start_date=dt.datetime(2024, 6, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5)},
-    tags=["lakescore"],
+    **DAG_ARGS,
 )
 def lakescore_churn_evaluation():
     @task.branch(task_id="evaluate")

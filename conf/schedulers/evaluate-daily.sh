@@ -7,20 +7,14 @@
 # 4 model degraded: retraining recommended (logged as a warning; the signal is in the signals table).
 # SPARK_SUBMIT overrides the spark-submit run (default .venv/bin/spark-submit).
 set -uo pipefail
+source "$(dirname "$0")/retry.sh"
 conf=$1 day=${2:-$(date -u -d yesterday +%F)}
-retries=${LAKESCORE_RETRIES:-2} delay=${LAKESCORE_RETRY_DELAY:-60}
 start=$(date -u -d "$day - ${LAKESCORE_EVALUATE_DAYS:-35} days" +%F) || exit 2
 submit() {
   "${SPARK_SUBMIT:-.venv/bin/spark-submit}" jobs/evaluate.py --conf "$conf" --from "$start" --to "$day" --log-format json
 }
 
-for attempt in $(seq 0 "$retries"); do
-  submit; code=$?
-  [ "$code" -ne 1 ] && break        # only a plain failure is worth another try
-  [ "$attempt" -lt "$retries" ] || break
-  echo "lakescore: evaluation attempt $((attempt + 1)) failed (exit 1), retrying in ${delay}s" >&2
-  sleep "$delay"
-done
+with_retries evaluation submit
 case $code in
   0) ;;
   4) logger -t lakescore -p user.warning "model degraded: retraining recommended for $conf (evaluated $start..$day): see the signals table" ;;

@@ -5,16 +5,11 @@
 # The model's quality once labels land, and exit 4 (retraining recommended): evaluate-daily.sh.
 # SPARK_SUBMIT overrides the spark-submit run (default .venv/bin/spark-submit).
 set -uo pipefail
-conf=$1 day=$2 retries=${LAKESCORE_RETRIES:-2} delay=${LAKESCORE_RETRY_DELAY:-60}
+source "$(dirname "$0")/retry.sh"
+conf=$1 day=$2
 submit() { "${SPARK_SUBMIT:-.venv/bin/spark-submit}" jobs/score.py --conf "$conf" --partition "ds=$day" --log-format json; }
 
-for attempt in $(seq 0 "$retries"); do
-  submit; code=$?
-  [ "$code" -ne 1 ] && break        # only a plain failure is worth another try
-  [ "$attempt" -lt "$retries" ] || break
-  echo "lakescore: attempt $((attempt + 1)) failed (exit 1), retrying in ${delay}s" >&2
-  sleep "$delay"
-done
+with_retries scoring submit
 case $code in
   0) ;;
   3) logger -t lakescore -p user.warning "gate failed for $conf ds=$day: scores withheld, see the run report" ;;
