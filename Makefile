@@ -89,7 +89,7 @@ check: setup ## what CI checks before the tests: ruff format --check, ruff check
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy
 
-bench: setup ## scoring throughput (ours vs spark_udf vs predict), a challenger's cost, Delta I/O (embedded vs Spark Parquet), evaluating labelled rows, ROWS=1000000
+bench: demo ## scoring throughput (ours vs spark_udf vs predict), a challenger's cost, Delta I/O (embedded vs Spark Parquet), evaluating labelled rows, ROWS=1000000
 	$(PY) -m bench.scoring --rows $(ROWS)
 	$(PY) -m bench.challengers --rows $(ROWS)
 	$(PY) -m bench.io --rows $(ROWS) --rounds 3
